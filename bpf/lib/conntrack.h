@@ -1,0 +1,67 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Connection tracking for translated flows. Two entries per connection, as
+ * Cilium does: the service entry keyed by the tuple the client sends
+ * (client -> VIP), holding the chosen backend, and the reply entry keyed by the
+ * tuple the backend sends (backend -> client), holding the rev-NAT id. Each
+ * direction therefore costs exactly one lookup.
+ */
+#ifndef EBPF_PROXY_CONNTRACK_H
+#define EBPF_PROXY_CONNTRACK_H
+
+#include "maps.h"
+#include "parse.h"
+
+#define NSEC_PER_SEC 1000000000ULL
+/* Lifetimes since the last packet, as Cilium's defaults (TCP 6 h, others 60 s, closing 10 s). */
+#define CT_LIFETIME_TCP (21600ULL * NSEC_PER_SEC)
+#define CT_LIFETIME_NONTCP (60ULL * NSEC_PER_SEC)
+#define CT_LIFETIME_CLOSING (10ULL * NSEC_PER_SEC)
+/* last_seen is refreshed at most this often, to keep the cache line clean. */
+#define CT_REFRESH_INTERVAL NSEC_PER_SEC
+
+static __always_inline void ct4_key_service(struct ct4_key *k, const struct pkt4 *p)
+{
+	k->saddr_be = p->saddr;
+	k->daddr_be = p->daddr;
+	k->sport_be = p->sport;
+	k->dport_be = p->dport;
+	k->proto = p->proto;
+	k->dir = CT_DIR_SERVICE;
+	k->pad = 0;
+}
+
+static __always_inline void ct4_key_reply(struct ct4_key *k, const struct pkt4 *p)
+{
+	ct4_key_service(k, p);
+	k->dir = CT_DIR_REPLY;
+}
+
+static __always_inline __u64 ct_lifetime(const struct ct_entry *e, __u8 proto)
+{
+	if (e->flags & CT_F_CLOSING)
+		return CT_LIFETIME_CLOSING;
+	return proto == IPPROTO_TCP ? CT_LIFETIME_TCP : CT_LIFETIME_NONTCP;
+}
+
+/* Whether a found entry still describes the connection this packet belongs to. */
+static __always_inline bool ct_entry_live(const struct ct_entry *e, const struct pkt4 *p, __u64 now)
+{
+	if (now - e->last_seen_ns > ct_lifetime(e, p->proto))
+		return false;
+	/* A fresh SYN on a closed connection's tuple opens a new connection. */
+	if (p->proto == IPPROTO_TCP && (e->flags & CT_F_CLOSING) &&
+	    (p->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN)
+		return false;
+	return true;
+}
+
+static __always_inline void ct_entry_touch(struct ct_entry *e, const struct pkt4 *p, __u64 now)
+{
+	if (now - e->last_seen_ns > CT_REFRESH_INTERVAL)
+		e->last_seen_ns = now;
+	if ((p->tcp_flags & (TCP_FLAG_FIN | TCP_FLAG_RST)) && !(e->flags & CT_F_CLOSING))
+		e->flags |= CT_F_CLOSING;
+}
+
+#endif

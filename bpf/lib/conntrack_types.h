@@ -1,0 +1,35 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* Connection-tracking map layout. ABI rules as in lb_types.h. */
+#ifndef EBPF_PROXY_CONNTRACK_TYPES_H
+#define EBPF_PROXY_CONNTRACK_TYPES_H
+
+#include <linux/types.h>
+
+/* Which kind of entry a tuple names. */
+#define CT_DIR_SERVICE 1 /* client -> VIP:port, as sent by the client */
+#define CT_DIR_REPLY 2 /* backend -> client, as the reply is sent */
+
+struct ct4_key {
+	__be32 saddr_be;
+	__be32 daddr_be;
+	__be16 sport_be;
+	__be16 dport_be;
+	__u8 proto;
+	__u8 dir; /* CT_DIR_* */
+	__u16 pad;
+};
+
+/* Entry flags. */
+#define CT_F_SEEN_REPLY (1u << 0)
+#define CT_F_CLOSING (1u << 1) /* FIN or RST seen */
+
+struct ct_entry {
+	__u64 last_seen_ns; /* bpf_ktime_get_ns() of the last refresh */
+	__u64 created_ns;
+	__u32 backend_id; /* CT_DIR_SERVICE: the chosen backend */
+	__u16 rev_nat_id; /* both directions: the service's rev-NAT id */
+	__u16 flags; /* CT_F_* */
+	__u64 packets;
+};
+
+#endif

@@ -1,0 +1,153 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Service load balancing (IPv4): frontend lookup, backend selection, DNAT of
+ * the client's packets and reverse NAT of the replies.
+ *
+ * Per packet cost does not depend on the number of services: an established
+ * flow costs one conntrack lookup, one backend lookup (to notice a backend that
+ * was removed) and the rewrite; a new flow adds the slot-0 lookup and one slot
+ * lookup.
+ */
+#ifndef EBPF_PROXY_LB_H
+#define EBPF_PROXY_LB_H
+
+#include "maps.h"
+#include "parse.h"
+#include "nat.h"
+#include "conntrack.h"
+
+static __always_inline struct lb4_service *lb4_lookup_service(const struct pkt4 *p, __u8 scope)
+{
+	struct lb4_key key = {
+		.address_be = p->daddr,
+		.port_be = p->dport,
+		.proto = p->proto,
+		.scope = scope,
+		.slot = 0,
+	};
+
+	return bpf_map_lookup_elem(&lb4_services, &key);
+}
+
+/*
+ * Picks a backend slot at random among the active backends, or, when none is
+ * active, among the serving+terminating tail (which then starts at slot 1).
+ * Returns the backend id, or 0 when there is none.
+ */
+static __always_inline __u32 lb4_select_backend(const struct pkt4 *p, const struct lb4_service *svc,
+						__u8 scope)
+{
+	struct lb4_key key = {
+		.address_be = p->daddr,
+		.port_be = p->dport,
+		.proto = p->proto,
+		.scope = scope,
+	};
+	struct lb4_service *slot;
+	__u16 n = svc->count ? svc->count : svc->terminating_count;
+
+	if (n == 0)
+		return 0;
+	key.slot = (bpf_get_prandom_u32() % n) + 1;
+	slot = bpf_map_lookup_elem(&lb4_services, &key);
+	if (!slot) {
+		/* The set shrank between our slot-0 read and this one: slot 1 is
+		 * always written before a count that includes it is published. */
+		key.slot = 1;
+		slot = bpf_map_lookup_elem(&lb4_services, &key);
+		if (!slot)
+			return 0;
+	}
+	return slot->backend_id;
+}
+
+/*
+ * Client -> frontend. Returns a reason: REASON_FWD_* when the packet was
+ * translated, REASON_PASS_* when it is not ours, REASON_DROP_* to drop.
+ */
+static __always_inline __u32 lb4_from_client(struct __sk_buff *skb, const struct pkt4 *p)
+{
+	struct ct4_key ct_key;
+	struct ct_entry *ct;
+	struct lb4_service *svc;
+	struct lb4_backend *be;
+	__u64 now = bpf_ktime_get_ns();
+	__u32 backend_id;
+	__u32 reason = REASON_FWD_SERVICE_NEW;
+
+	ct4_key_service(&ct_key, p);
+	ct = bpf_map_lookup_elem(&ct4, &ct_key);
+	if (ct && ct_entry_live(ct, p, now)) {
+		be = bpf_map_lookup_elem(&lb4_backends, &ct->backend_id);
+		if (be) {
+			ct_entry_touch(ct, p, now);
+			if (nat4_rewrite(skb, p, true, be->address_be, be->port_be) < 0)
+				return REASON_DROP_NAT;
+			return REASON_FWD_SERVICE_ESTABLISHED;
+		}
+		/* Its backend was removed: choose again below. */
+		reason = REASON_FWD_SERVICE_RESELECTED;
+	}
+
+	svc = lb4_lookup_service(p, LB_SCOPE_EXTERNAL);
+	if (!svc)
+		return REASON_PASS_NOT_SERVICE;
+
+	backend_id = lb4_select_backend(p, svc, LB_SCOPE_EXTERNAL);
+	if (!backend_id)
+		return REASON_DROP_NO_BACKEND;
+	be = bpf_map_lookup_elem(&lb4_backends, &backend_id);
+	if (!be)
+		return REASON_DROP_BACKEND_MISSING;
+
+	{
+		struct ct_entry entry = {
+			.last_seen_ns = now,
+			.created_ns = now,
+			.backend_id = backend_id,
+			.rev_nat_id = svc->rev_nat_id,
+		};
+		struct ct4_key reply_key = {
+			.saddr_be = be->address_be,
+			.daddr_be = p->saddr,
+			.sport_be = be->port_be,
+			.dport_be = p->sport,
+			.proto = p->proto,
+			.dir = CT_DIR_REPLY,
+		};
+
+		/* Reply entry first: once the service entry exists, replies must
+		 * find theirs. */
+		if (bpf_map_update_elem(&ct4, &reply_key, &entry, BPF_ANY) < 0)
+			return REASON_DROP_CT_CREATE;
+		if (bpf_map_update_elem(&ct4, &ct_key, &entry, BPF_ANY) < 0)
+			return REASON_DROP_CT_CREATE;
+	}
+
+	if (nat4_rewrite(skb, p, true, be->address_be, be->port_be) < 0)
+		return REASON_DROP_NAT;
+	return reason;
+}
+
+/* Backend -> client: rewrite the reply's source back to the frontend. */
+static __always_inline __u32 lb4_to_client(struct __sk_buff *skb, const struct pkt4 *p)
+{
+	struct ct4_key ct_key;
+	struct ct_entry *ct;
+	struct lb4_reverse_nat *rn;
+	__u64 now = bpf_ktime_get_ns();
+
+	ct4_key_reply(&ct_key, p);
+	ct = bpf_map_lookup_elem(&ct4, &ct_key);
+	if (!ct || now - ct->last_seen_ns > ct_lifetime(ct, p->proto))
+		return REASON_PASS_NOT_SERVICE;
+	rn = bpf_map_lookup_elem(&lb4_reverse_nat, &ct->rev_nat_id);
+	if (!rn)
+		return REASON_PASS_NOT_SERVICE;
+	ct_entry_touch(ct, p, now);
+	if (nat4_rewrite(skb, p, false, rn->address_be, rn->port_be) < 0)
+		return REASON_DROP_NAT;
+	return REASON_FWD_REVNAT;
+}
+
+#endif

@@ -1,0 +1,80 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Load-balancer map layouts. These structs are an ABI shared with user space
+ * (src/EbpfProxy.Datapath/Maps/LbTypes.cs) and with maps pinned by earlier
+ * versions: never reorder or resize a field. Add a versioned map instead.
+ * tests/EbpfProxy.Datapath.Tests checks the C# mirrors against this file's BTF.
+ *
+ * Fields named *_be are in network byte order (the C# side uses distinct
+ * NetworkOrder types for them); everything else is host order.
+ */
+#ifndef EBPF_PROXY_LB_TYPES_H
+#define EBPF_PROXY_LB_TYPES_H
+
+#include <linux/types.h>
+
+/* Frontend scope: which traffic a frontend entry applies to (issue 4 adds
+ * node-local entries for traffic policies). */
+#define LB_SCOPE_EXTERNAL 0
+#define LB_SCOPE_INTERNAL 1
+
+/* Key of lb4_services: one service port frontend and one of its slots.
+ * Slot 0 holds the service entry, slots 1..count+terminating name backends. */
+struct lb4_key {
+	__be32 address_be; /* VIP */
+	__be16 port_be; /* frontend port */
+	__u8 proto; /* IPPROTO_TCP / IPPROTO_UDP / IPPROTO_SCTP */
+	__u8 scope; /* LB_SCOPE_* */
+	__u16 slot; /* 0 = service entry, 1.. = backend slot */
+	__u16 pad;
+};
+
+/* Service entry flags (slot 0). */
+#define LB_SVC_F_AFFINITY (1u << 0) /* sessionAffinity ClientIP */
+#define LB_SVC_F_ETP_LOCAL (1u << 1) /* externalTrafficPolicy Local */
+#define LB_SVC_F_ITP_LOCAL (1u << 2) /* internalTrafficPolicy Local */
+#define LB_SVC_F_NODEPORT (1u << 3)
+#define LB_SVC_F_EXTERNAL_IP (1u << 4)
+#define LB_SVC_F_LOADBALANCER (1u << 5)
+
+/* Value of lb4_services. Slot 0: count, terminating_count, rev_nat_id,
+ * flags, affinity_timeout; backend_id is 0. Slot n > 0: backend_id only. */
+struct lb4_service {
+	__u32 backend_id;
+	__u16 count; /* active backends, slots 1..count */
+	__u16 terminating_count; /* serving+terminating tail, used only when count == 0 */
+	__u16 rev_nat_id;
+	__u16 flags; /* LB_SVC_F_* */
+	__u32 affinity_timeout; /* seconds, when LB_SVC_F_AFFINITY */
+};
+
+/* Backend flags. */
+#define LB_BE_F_LOCAL (1u << 0) /* endpoint runs on this node */
+#define LB_BE_F_TERMINATING (1u << 1)
+
+/* Value of lb4_backends, keyed by a __u32 backend id (0 is never used). */
+struct lb4_backend {
+	__be32 address_be;
+	__be16 port_be;
+	__u8 proto;
+	__u8 flags; /* LB_BE_F_* */
+	__u8 zone; /* zone index, for topology-aware routing; 0 = unknown */
+	__u8 pad[3];
+};
+
+/* Value of lb4_reverse_nat, keyed by a __u16 rev-NAT id (0 is never used):
+ * what a reply's source is rewritten to. */
+struct lb4_reverse_nat {
+	__be32 address_be;
+	__be16 port_be;
+	__u16 pad;
+};
+
+/* Value of lb_names: the service port a rev-NAT id belongs to, for operators
+ * ("namespace/name:port"). The datapath never reads it. */
+#define LB_NAME_LEN 128
+struct lb_name {
+	char name[LB_NAME_LEN];
+};
+
+#endif

@@ -1,0 +1,74 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Every map of the datapath. All are pinned by name under the loader's pin
+ * root (/sys/fs/bpf/ebpf-proxy by default), so a restarted daemon and the CLI
+ * find the same maps and conntrack survives restarts and upgrades.
+ * Sizes are defaults: the loader overrides max_entries before load.
+ */
+#ifndef EBPF_PROXY_MAPS_H
+#define EBPF_PROXY_MAPS_H
+
+#include "common.h"
+#include "lb_types.h"
+#include "conntrack_types.h"
+#include "metrics_types.h"
+
+/* Frontends and their backend slots: (VIP, port, proto, scope, slot) -> entry. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct lb4_key);
+	__type(value, struct lb4_service);
+	__uint(max_entries, LB4_SERVICES_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb4_services SEC(".maps");
+
+/* Backend id -> backend address, port and flags. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, __u32);
+	__type(value, struct lb4_backend);
+	__uint(max_entries, LB4_BACKENDS_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb4_backends SEC(".maps");
+
+/* Rev-NAT id -> the frontend a reply's source is rewritten to. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, __u16);
+	__type(value, struct lb4_reverse_nat);
+	__uint(max_entries, LB_REVNAT_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb4_reverse_nat SEC(".maps");
+
+/* Rev-NAT id -> "namespace/name:port", for the CLI; never read per packet. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, __u16);
+	__type(value, struct lb_name);
+	__uint(max_entries, LB_REVNAT_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb_names SEC(".maps");
+
+/* Service connections and their replies (LRU: the oldest flows make room). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct ct4_key);
+	__type(value, struct ct_entry);
+	__uint(max_entries, CT4_MAX);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ct4 SEC(".maps");
+
+/* Per-CPU packet and byte counters by reason and direction. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct metrics_value);
+	__uint(max_entries, REASON_MAX * METRICS_DIR_MAX);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} metrics SEC(".maps");
+
+#endif

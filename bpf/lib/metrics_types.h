@@ -1,0 +1,41 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Outcome reasons counted by the datapath. This numbering is an ABI shared
+ * with user space (src/EbpfProxy.Datapath/Maps/Reason.cs): never renumber or
+ * reuse a value. 1..127 are outcomes that let the packet go on, 128..255 are
+ * drops.
+ */
+#ifndef EBPF_PROXY_METRICS_TYPES_H
+#define EBPF_PROXY_METRICS_TYPES_H
+
+#include <linux/types.h>
+
+enum reason {
+	REASON_UNSPEC = 0,
+	REASON_FWD_SERVICE_NEW = 1, /* new flow to a frontend, DNAT applied */
+	REASON_FWD_SERVICE_ESTABLISHED = 2, /* tracked flow, DNAT applied */
+	REASON_FWD_REVNAT = 3, /* reply, source rewritten to the frontend */
+	REASON_PASS_NOT_SERVICE = 4, /* not addressed to a frontend, untouched */
+	REASON_PASS_UNSUPPORTED = 5, /* not IPv4 TCP/UDP, or a later fragment */
+	REASON_FWD_SERVICE_RESELECTED = 6, /* tracked flow whose backend vanished */
+
+	REASON_DROP_MIN = 128,
+	REASON_DROP_INVALID = 128, /* truncated or malformed headers */
+	REASON_DROP_NO_BACKEND = 129, /* frontend exists, no usable backend */
+	REASON_DROP_BACKEND_MISSING = 130, /* a slot names a backend that is gone */
+	REASON_DROP_CT_CREATE = 131, /* conntrack entry could not be written */
+	REASON_DROP_NAT = 132, /* rewrite or checksum update failed */
+	REASON_MAX = 256,
+};
+
+#define METRICS_DIR_INGRESS 0 /* from the pod / netdev into the node */
+#define METRICS_DIR_EGRESS 1 /* from the node to the pod / netdev */
+#define METRICS_DIR_MAX 2
+
+/* metrics is a per-CPU array indexed by reason * METRICS_DIR_MAX + dir. */
+struct metrics_value {
+	__u64 packets;
+	__u64 bytes;
+};
+
+#endif

@@ -1,0 +1,57 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * Pod attach role: both programs attach to the host-side end of a pod's veth
+ * pair, through a clsact qdisc.
+ *
+ *   from_pod: tc ingress on the host-side veth = packets the pod sends.
+ *             Service DNAT (conntrack first, then frontend lookup).
+ *   to_pod:   tc egress on the host-side veth = packets delivered to the pod.
+ *             Reverse NAT of replies from backends.
+ *
+ * Packets that are not ours continue untouched (TC_ACT_OK).
+ */
+#include "lib/common.h"
+#include "lib/maps.h"
+#include "lib/parse.h"
+#include "lib/lb.h"
+#include "lib/metrics.h"
+
+static __always_inline int verdict(struct __sk_buff *skb, __u32 reason, __u32 dir)
+{
+	metrics_count(skb, reason, dir);
+	return reason >= REASON_DROP_MIN ? TC_ACT_SHOT : TC_ACT_OK;
+}
+
+SEC("tc")
+int from_pod(struct __sk_buff *skb)
+{
+	struct pkt4 p;
+
+	switch (parse_ipv4(skb, &p)) {
+	case PARSE_OK:
+		break;
+	case PARSE_INVALID:
+		return verdict(skb, REASON_DROP_INVALID, METRICS_DIR_INGRESS);
+	default:
+		return verdict(skb, REASON_PASS_UNSUPPORTED, METRICS_DIR_INGRESS);
+	}
+	return verdict(skb, lb4_from_client(skb, &p), METRICS_DIR_INGRESS);
+}
+
+SEC("tc")
+int to_pod(struct __sk_buff *skb)
+{
+	struct pkt4 p;
+
+	switch (parse_ipv4(skb, &p)) {
+	case PARSE_OK:
+		break;
+	case PARSE_INVALID:
+		return verdict(skb, REASON_DROP_INVALID, METRICS_DIR_EGRESS);
+	default:
+		return verdict(skb, REASON_PASS_UNSUPPORTED, METRICS_DIR_EGRESS);
+	}
+	return verdict(skb, lb4_to_client(skb, &p), METRICS_DIR_EGRESS);
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -1,0 +1,145 @@
+using System.Collections.Immutable;
+using k8s;
+using k8s.Models;
+
+namespace EbpfProxy.Core.Cluster;
+
+/// <summary>
+/// Immutable view of the cluster objects the proxy cares about, keyed by "namespace/name".
+/// </summary>
+public sealed record ClusterSnapshot(
+    ImmutableSortedDictionary<string, V1Service> Services,
+    ImmutableSortedDictionary<string, V1EndpointSlice> EndpointSlices,
+    ImmutableSortedDictionary<string, V1Pod> Pods,
+    long Version)
+{
+    public static ClusterSnapshot Empty { get; } = new(
+        ImmutableSortedDictionary<string, V1Service>.Empty.WithComparers(StringComparer.Ordinal),
+        ImmutableSortedDictionary<string, V1EndpointSlice>.Empty.WithComparers(StringComparer.Ordinal),
+        ImmutableSortedDictionary<string, V1Pod>.Empty.WithComparers(StringComparer.Ordinal),
+        0);
+}
+
+/// <summary>
+/// The one place sources (manifest directory, Kubernetes informers) record objects. Sources only
+/// record and signal; they never program anything (DESIGN.md section 2). Updates that leave an
+/// object unchanged are dropped, so a re-read of an unchanged directory costs no sync.
+/// </summary>
+public sealed class ClusterStore
+{
+    private readonly Lock _gate = new();
+    private readonly HashSet<string> _pendingSources = new(StringComparer.Ordinal);
+    private readonly TaskCompletionSource _synced = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private ClusterSnapshot _snapshot = ClusterSnapshot.Empty;
+
+    /// <summary>Raised (outside the lock) after any change that altered the snapshot.</summary>
+    public event Action? Changed;
+
+    /// <summary>Declares a source that must finish its initial list before anything is programmed.</summary>
+    public void RegisterSource(string source)
+    {
+        lock (_gate)
+        {
+            if (_synced.Task.IsCompleted)
+                throw new InvalidOperationException($"source '{source}' registered after the store was synced");
+            _pendingSources.Add(source);
+        }
+    }
+
+    /// <summary>Marks a source's initial list as complete.</summary>
+    public void MarkSynced(string source)
+    {
+        bool complete;
+        lock (_gate)
+        {
+            _pendingSources.Remove(source);
+            complete = _pendingSources.Count == 0;
+        }
+        if (complete && _synced.TrySetResult())
+            Changed?.Invoke();
+    }
+
+    /// <summary>Completes once every registered source has listed once.</summary>
+    public Task WaitForSyncedAsync(CancellationToken cancellationToken) =>
+        _synced.Task.WaitAsync(cancellationToken);
+
+    public bool IsSynced => _synced.Task.IsCompleted;
+
+    public ClusterSnapshot Snapshot()
+    {
+        lock (_gate)
+            return _snapshot;
+    }
+
+    public void Upsert(V1Service service) => Mutate(s => s with { Services = Put(s.Services, service) });
+    public void Upsert(V1EndpointSlice slice) => Mutate(s => s with { EndpointSlices = Put(s.EndpointSlices, slice) });
+    public void Upsert(V1Pod pod) => Mutate(s => s with { Pods = Put(s.Pods, pod) });
+
+    public void DeleteService(string key) => Mutate(s => s with { Services = s.Services.Remove(key) });
+    public void DeleteEndpointSlice(string key) => Mutate(s => s with { EndpointSlices = s.EndpointSlices.Remove(key) });
+    public void DeletePod(string key) => Mutate(s => s with { Pods = s.Pods.Remove(key) });
+
+    /// <summary>
+    /// Replaces the whole content with a full listing (the manifest source re-reads its directory;
+    /// an informer re-lists). Objects absent from the listing are deleted.
+    /// </summary>
+    public void ReplaceAll(IEnumerable<V1Service> services, IEnumerable<V1EndpointSlice> slices, IEnumerable<V1Pod> pods) =>
+        Mutate(s => s with
+        {
+            Services = Replace(s.Services, services),
+            EndpointSlices = Replace(s.EndpointSlices, slices),
+            Pods = Replace(s.Pods, pods),
+        });
+
+    public static string KeyOf(IKubernetesObject<V1ObjectMeta> obj) =>
+        $"{obj.Metadata?.NamespaceProperty ?? "default"}/{obj.Metadata?.Name}";
+
+    private void Mutate(Func<ClusterSnapshot, ClusterSnapshot> change)
+    {
+        bool changed;
+        lock (_gate)
+        {
+            var next = change(_snapshot);
+            changed = !ReferenceEquals(next.Services, _snapshot.Services)
+                || !ReferenceEquals(next.EndpointSlices, _snapshot.EndpointSlices)
+                || !ReferenceEquals(next.Pods, _snapshot.Pods);
+            if (changed)
+                _snapshot = next with { Version = _snapshot.Version + 1 };
+        }
+        if (changed)
+            Changed?.Invoke();
+    }
+
+    private static ImmutableSortedDictionary<string, T> Put<T>(ImmutableSortedDictionary<string, T> map, T obj)
+        where T : IKubernetesObject<V1ObjectMeta>
+    {
+        var key = KeyOf(obj);
+        return map.TryGetValue(key, out var old) && SameContent(old, obj) ? map : map.SetItem(key, obj);
+    }
+
+    private static ImmutableSortedDictionary<string, T> Replace<T>(ImmutableSortedDictionary<string, T> map, IEnumerable<T> objects)
+        where T : IKubernetesObject<V1ObjectMeta>
+    {
+        var builder = ImmutableSortedDictionary.CreateBuilder<string, T>(StringComparer.Ordinal);
+        foreach (var obj in objects)
+        {
+            var key = KeyOf(obj);
+            builder[key] = map.TryGetValue(key, out var old) && SameContent(old, obj) ? old : obj;
+        }
+        if (builder.Count == map.Count && builder.All(kv => map.TryGetValue(kv.Key, out var o) && ReferenceEquals(o, kv.Value)))
+            return map;
+        return builder.ToImmutable();
+    }
+
+    // Objects from the API carry a resourceVersion; manifest objects do not, so compare content.
+    private static bool SameContent<T>(T a, T b) where T : IKubernetesObject<V1ObjectMeta>
+    {
+        if (ReferenceEquals(a, b))
+            return true;
+        var ra = a.Metadata?.ResourceVersion;
+        var rb = b.Metadata?.ResourceVersion;
+        if (!string.IsNullOrEmpty(ra) && !string.IsNullOrEmpty(rb))
+            return ra == rb;
+        return KubernetesJson.Serialize(a) == KubernetesJson.Serialize(b);
+    }
+}

@@ -1,0 +1,97 @@
+using System.Collections.Immutable;
+using System.Net;
+
+namespace EbpfProxy.Core.Model;
+
+/// <summary>IP protocol numbers, as the datapath stores them.</summary>
+public enum L4Protocol : byte
+{
+    Tcp = 6,
+    Udp = 17,
+    Sctp = 132,
+}
+
+/// <summary>kube-proxy's name for one port of one service: "namespace/name:port".</summary>
+public readonly record struct ServicePortName(string Namespace, string Name, string Port)
+{
+    public override string ToString() =>
+        string.IsNullOrEmpty(Port) ? $"{Namespace}/{Name}" : $"{Namespace}/{Name}:{Port}";
+}
+
+/// <summary>What a frontend entry applies to (mirrors LB_SCOPE_* in bpf/lib/lb_types.h).</summary>
+public enum FrontendScope : byte
+{
+    External = 0,
+    Internal = 1,
+}
+
+/// <summary>An address, port and protocol a service port is reachable on.</summary>
+public readonly record struct Frontend(IPAddress Address, ushort Port, L4Protocol Protocol)
+{
+    public override string ToString() => $"{FormatAddress(Address, Port)}/{Protocol.ToString().ToUpperInvariant()}";
+
+    internal static string FormatAddress(IPAddress address, ushort port) =>
+        address.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6 ? $"[{address}]:{port}" : $"{address}:{port}";
+}
+
+/// <summary>A frontend entry in the datapath: a frontend and the scope of traffic it serves.</summary>
+public readonly record struct FrontendKey(Frontend Frontend, FrontendScope Scope)
+{
+    public override string ToString() => Scope == FrontendScope.External ? Frontend.ToString() : $"{Frontend} ({Scope})";
+}
+
+/// <summary>Where traffic is sent: a backend address, its port and protocol. Backend ids are allocated per BackendAddress.</summary>
+public readonly record struct BackendAddress(IPAddress Address, ushort Port, L4Protocol Protocol)
+{
+    public override string ToString() => Frontend.FormatAddress(Address, Port);
+}
+
+/// <summary>Backend flags (mirror LB_BE_F_* in bpf/lib/lb_types.h).</summary>
+[Flags]
+public enum BackendFlags : byte
+{
+    None = 0,
+    Local = 1 << 0,
+    Terminating = 1 << 1,
+}
+
+/// <summary>Service entry flags (mirror LB_SVC_F_* in bpf/lib/lb_types.h).</summary>
+[Flags]
+public enum ServiceFlags : ushort
+{
+    None = 0,
+    Affinity = 1 << 0,
+    ExternalTrafficLocal = 1 << 1,
+    InternalTrafficLocal = 1 << 2,
+    NodePort = 1 << 3,
+    ExternalIp = 1 << 4,
+    LoadBalancer = 1 << 5,
+}
+
+/// <summary>One backend as a service port uses it.</summary>
+public sealed record Backend(BackendAddress Address, BackendFlags Flags);
+
+/// <summary>
+/// What one frontend entry must do: the service port it belongs to, the active backends
+/// (ready endpoints) and the fallback tail (serving and terminating endpoints), used only when no
+/// backend is active.
+/// </summary>
+public sealed record FrontendState(
+    FrontendKey Key,
+    ServicePortName Service,
+    ServiceFlags Flags,
+    uint AffinityTimeoutSeconds,
+    ImmutableArray<Backend> Active,
+    ImmutableArray<Backend> Terminating);
+
+/// <summary>Everything the load-balancer maps must hold: the result of translating a cluster snapshot.</summary>
+public sealed record DesiredLbState(ImmutableDictionary<FrontendKey, FrontendState> Frontends)
+{
+    public static DesiredLbState Empty { get; } = new(ImmutableDictionary<FrontendKey, FrontendState>.Empty);
+}
+
+/// <summary>A problem with one object: it is skipped, everything else is programmed.</summary>
+public sealed record TranslationError(string Kind, string Object, string Message)
+{
+    public override string ToString() => $"{Kind} {Object}: {Message}";
+}

@@ -1,0 +1,237 @@
+using System.Collections.Immutable;
+using System.Net;
+using System.Net.Sockets;
+using EbpfProxy.Core.Cluster;
+using EbpfProxy.Core.Model;
+using k8s.Models;
+
+namespace EbpfProxy.Core.Translation;
+
+/// <summary>Node facts the translation depends on.</summary>
+public sealed record NodeContext(string NodeName)
+{
+    public static NodeContext Default { get; } = new("");
+}
+
+/// <summary>Result of translating a snapshot: the desired state plus the objects that were skipped and why.</summary>
+public sealed record TranslationResult(DesiredLbState State, ImmutableArray<TranslationError> Errors);
+
+/// <summary>
+/// Services + EndpointSlices -> frontend entries with their backends, following kube-proxy's
+/// rules (shared/SEMANTICS.md, "Services"). Pure: same snapshot in, same state out.
+/// </summary>
+public static class ServiceTranslator
+{
+    public const string ServiceProxyNameLabel = "service.kubernetes.io/service-proxy-name";
+    public const string ServiceNameLabel = "kubernetes.io/service-name";
+    public const uint DefaultAffinityTimeoutSeconds = 10800;
+
+    public static TranslationResult Translate(ClusterSnapshot snapshot, NodeContext node)
+    {
+        var errors = ImmutableArray.CreateBuilder<TranslationError>();
+        var frontends = ImmutableDictionary.CreateBuilder<FrontendKey, FrontendState>();
+        var slicesByService = GroupSlices(snapshot);
+
+        foreach (var (key, service) in snapshot.Services)
+        {
+            try
+            {
+                TranslateService(key, service, slicesByService, node, frontends, errors);
+            }
+            catch (Exception ex) when (ex is FormatException or ArgumentException or InvalidOperationException or OverflowException)
+            {
+                errors.Add(new TranslationError("Service", key, ex.Message));
+            }
+        }
+        return new TranslationResult(new DesiredLbState(frontends.ToImmutable()), errors.ToImmutable());
+    }
+
+    private static Dictionary<string, List<V1EndpointSlice>> GroupSlices(ClusterSnapshot snapshot)
+    {
+        var result = new Dictionary<string, List<V1EndpointSlice>>(StringComparer.Ordinal);
+        foreach (var slice in snapshot.EndpointSlices.Values)
+        {
+            if (slice.Metadata?.Labels is null || !slice.Metadata.Labels.TryGetValue(ServiceNameLabel, out var svc) || string.IsNullOrEmpty(svc))
+                continue;
+            var key = $"{slice.Metadata.NamespaceProperty ?? "default"}/{svc}";
+            if (!result.TryGetValue(key, out var list))
+                result[key] = list = [];
+            list.Add(slice);
+        }
+        return result;
+    }
+
+    private static void TranslateService(
+        string key,
+        V1Service service,
+        Dictionary<string, List<V1EndpointSlice>> slicesByService,
+        NodeContext node,
+        ImmutableDictionary<FrontendKey, FrontendState>.Builder frontends,
+        ImmutableArray<TranslationError>.Builder errors)
+    {
+        var spec = service.Spec;
+        if (spec is null)
+            return;
+        // Another proxy owns services carrying this label.
+        if (service.Metadata?.Labels?.ContainsKey(ServiceProxyNameLabel) == true)
+            return;
+        if (string.Equals(spec.Type, "ExternalName", StringComparison.Ordinal))
+            return;
+
+        var clusterIps = ClusterIps(spec);
+        if (clusterIps.Count == 0)
+            return; // headless, or not allocated yet
+
+        var flags = ServiceFlags.None;
+        uint affinityTimeout = 0;
+        if (string.Equals(spec.SessionAffinity, "ClientIP", StringComparison.Ordinal))
+        {
+            flags |= ServiceFlags.Affinity;
+            affinityTimeout = (uint?)spec.SessionAffinityConfig?.ClientIP?.TimeoutSeconds ?? DefaultAffinityTimeoutSeconds;
+        }
+
+        slicesByService.TryGetValue(key, out var slices);
+        var ns = service.Metadata?.NamespaceProperty ?? "default";
+        var name = service.Metadata?.Name ?? throw new ArgumentException("metadata.name is missing");
+
+        foreach (var port in spec.Ports ?? [])
+        {
+            L4Protocol protocol;
+            try
+            {
+                protocol = ParseProtocol(port.Protocol);
+            }
+            catch (FormatException ex)
+            {
+                errors.Add(new TranslationError("Service", key, $"port {port.Name ?? port.Port.ToString()}: {ex.Message}; port skipped"));
+                continue;
+            }
+            if (port.Port is < 1 or > 65535)
+            {
+                errors.Add(new TranslationError("Service", key, $"port {port.Port} is out of range; port skipped"));
+                continue;
+            }
+            var portName = new ServicePortName(ns, name, port.Name ?? "");
+            foreach (var ip in clusterIps)
+            {
+                // IPv4 datapath for now: endpoints of the wrong family are skipped below, as kube-proxy does.
+                if (ip.AddressFamily != AddressFamily.InterNetwork)
+                    continue;
+                var (active, terminating) = SelectEndpoints(slices, port, protocol, ip.AddressFamily, node);
+                var fk = new FrontendKey(new Frontend(ip, (ushort)port.Port, protocol), FrontendScope.External);
+                if (frontends.ContainsKey(fk))
+                {
+                    errors.Add(new TranslationError("Service", key, $"frontend {fk} is already claimed by {frontends[fk].Service}; port skipped"));
+                    continue;
+                }
+                frontends[fk] = new FrontendState(fk, portName, flags, affinityTimeout, active, terminating);
+            }
+        }
+    }
+
+    private static List<IPAddress> ClusterIps(V1ServiceSpec spec)
+    {
+        var result = new List<IPAddress>();
+        IEnumerable<string> raw = spec.ClusterIPs is { Count: > 0 } ips ? ips : spec.ClusterIP is { } one ? [one] : [];
+        foreach (var s in raw)
+        {
+            if (string.IsNullOrEmpty(s) || string.Equals(s, "None", StringComparison.Ordinal))
+                continue;
+            if (!IPAddress.TryParse(s.Trim(), out var ip))
+                throw new FormatException($"clusterIP '{s}' is not an IP address");
+            if (!result.Contains(ip))
+                result.Add(ip);
+        }
+        return result;
+    }
+
+    internal static L4Protocol ParseProtocol(string? protocol) => protocol switch
+    {
+        null or "" or "TCP" => L4Protocol.Tcp,
+        "UDP" => L4Protocol.Udp,
+        "SCTP" => L4Protocol.Sctp,
+        _ => throw new FormatException($"protocol '{protocol}' is not TCP, UDP or SCTP"),
+    };
+
+    /// <summary>
+    /// Ready endpoints are active; only when none is ready do serving+terminating ones form the
+    /// fallback tail. Slices of a service merge and duplicate addresses collapse. The backend port
+    /// is the slice port whose name and protocol match the service port.
+    /// </summary>
+    private static (ImmutableArray<Backend> Active, ImmutableArray<Backend> Terminating) SelectEndpoints(
+        List<V1EndpointSlice>? slices, V1ServicePort servicePort, L4Protocol protocol, AddressFamily family, NodeContext node)
+    {
+        var ready = new SortedDictionary<BackendAddress, Backend>(BackendAddressComparer.Instance);
+        var fallback = new SortedDictionary<BackendAddress, Backend>(BackendAddressComparer.Instance);
+        var wantType = family == AddressFamily.InterNetwork ? "IPv4" : "IPv6";
+        var wantName = servicePort.Name ?? "";
+
+        foreach (var slice in slices ?? [])
+        {
+            if (!string.Equals(slice.AddressType, wantType, StringComparison.Ordinal))
+                continue;
+            var slicePort = slice.Ports?.FirstOrDefault(p => (p.Name ?? "") == wantName && SafeProtocol(p.Protocol) == protocol);
+            if (slicePort?.Port is not { } portNumber || portNumber is < 1 or > 65535)
+                continue;
+            foreach (var ep in slice.Endpoints ?? [])
+            {
+                var c = ep.Conditions;
+                bool isReady = c?.Ready ?? true;
+                bool serving = c?.Serving ?? true;
+                bool terminating = c?.Terminating ?? false;
+                bool local = !string.IsNullOrEmpty(ep.NodeName) && string.Equals(ep.NodeName, node.NodeName, StringComparison.Ordinal);
+                foreach (var a in ep.Addresses ?? [])
+                {
+                    if (!IPAddress.TryParse(a, out var ip) || ip.AddressFamily != family)
+                        continue;
+                    var addr = new BackendAddress(ip, (ushort)portNumber, protocol);
+                    var flags = (local ? BackendFlags.Local : BackendFlags.None) | (terminating ? BackendFlags.Terminating : BackendFlags.None);
+                    if (isReady)
+                        ready.TryAdd(addr, new Backend(addr, flags));
+                    else if (serving && terminating)
+                        fallback.TryAdd(addr, new Backend(addr, flags));
+                }
+            }
+        }
+        return ready.Count > 0
+            ? ([.. ready.Values], [])
+            : ([], [.. fallback.Values]);
+    }
+
+    private static L4Protocol? SafeProtocol(string? protocol)
+    {
+        try
+        {
+            return ParseProtocol(protocol);
+        }
+        catch (FormatException)
+        {
+            return null;
+        }
+    }
+}
+
+/// <summary>Orders backend addresses by bytes, port, protocol: a deterministic order for output and slots.</summary>
+public sealed class BackendAddressComparer : IComparer<BackendAddress>
+{
+    public static BackendAddressComparer Instance { get; } = new();
+
+    public int Compare(BackendAddress x, BackendAddress y)
+    {
+        int c = CompareAddress(x.Address, y.Address);
+        if (c != 0)
+            return c;
+        c = x.Port.CompareTo(y.Port);
+        return c != 0 ? c : x.Protocol.CompareTo(y.Protocol);
+    }
+
+    internal static int CompareAddress(IPAddress a, IPAddress b)
+    {
+        Span<byte> ba = stackalloc byte[16];
+        Span<byte> bb = stackalloc byte[16];
+        a.TryWriteBytes(ba, out int la);
+        b.TryWriteBytes(bb, out int lb);
+        int c = la.CompareTo(lb);
+        return c != 0 ? c : ba[..la].SequenceCompareTo(bb[..lb]);
+    }
+}

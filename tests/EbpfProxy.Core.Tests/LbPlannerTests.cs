@@ -1,0 +1,174 @@
+using System.Collections.Immutable;
+using System.Net;
+using EbpfProxy.Core.Model;
+using EbpfProxy.Core.Planning;
+
+namespace EbpfProxy.Core.Tests;
+
+public class LbPlannerTests
+{
+    private static readonly FrontendKey Vip = Key("10.96.0.42", 80);
+
+    private static FrontendKey Key(string ip, ushort port, L4Protocol proto = L4Protocol.Tcp) =>
+        new(new Frontend(IPAddress.Parse(ip), port, proto), FrontendScope.External);
+
+    private static Backend B(int last, BackendFlags flags = BackendFlags.None) =>
+        new(new BackendAddress(IPAddress.Parse($"10.244.0.{last}"), 8080, L4Protocol.Tcp), flags);
+
+    private static DesiredLbState Desired(params (FrontendKey Key, Backend[] Active, Backend[] Terminating)[] frontends) =>
+        new(frontends.ToImmutableDictionary(
+            f => f.Key,
+            f => new FrontendState(f.Key, new ServicePortName("default", "svc" + f.Key.Frontend.Port, ""), ServiceFlags.None, 0,
+                [.. f.Active], [.. f.Terminating])));
+
+    /// <summary>
+    /// What a packet in flight could observe after each single write: every published slot
+    /// (1..count+terminating) names an existing backend, and every published service has its
+    /// rev-NAT entry.
+    /// </summary>
+    private static void AssertConsistent(LbState s, string when)
+    {
+        foreach (var (key, fe) in s.Frontends)
+        {
+            if (fe.Service is not { } svc)
+                continue;
+            Assert.True(s.RevNat.ContainsKey(svc.RevNatId), $"{when}: {key} published without rev-NAT {svc.RevNatId}");
+            for (ushort slot = 1; slot <= svc.Count + svc.TerminatingCount; slot++)
+            {
+                Assert.True(fe.Slots.TryGetValue(slot, out var id), $"{when}: {key} publishes slot {slot} which does not exist");
+                Assert.True(s.Backends.ContainsKey(id), $"{when}: {key} slot {slot} names deleted backend {id}");
+            }
+        }
+    }
+
+    /// <summary>Runs a plan op by op, checking consistency after each op, and returns the result.</summary>
+    private static LbState ApplyChecked(LbState current, DesiredLbState desired)
+    {
+        var plan = LbPlanner.Plan(current, desired);
+        var s = current.Clone();
+        for (int i = 0; i < plan.Ops.Count; i++)
+        {
+            s.Apply(plan.Ops[i]);
+            AssertConsistent(s, $"after op {i} ({plan.Ops[i]})");
+        }
+        Assert.Equal(LbStateFormatter.ToText(plan.Next), LbStateFormatter.ToText(s));
+        return plan.Next;
+    }
+
+    [Fact]
+    public void ScalingDownNeverLeavesAPublishedSlotOnADeletedBackend()
+    {
+        var s = ApplyChecked(new LbState(), Desired((Vip, [B(1), B(2), B(3)], [])));
+        s = ApplyChecked(s, Desired((Vip, [B(3)], [])));
+        Assert.Equal(1, s.Frontends[Vip].Service!.Value.Count);
+        Assert.Single(s.Backends);
+        s = ApplyChecked(s, Desired((Vip, [], [])));
+        Assert.Empty(s.Backends);
+        Assert.Empty(s.Frontends[Vip].Slots);
+        s = ApplyChecked(s, Desired((Vip, [B(4), B(5)], [])));
+        Assert.Equal(2, s.Frontends[Vip].Service!.Value.Count);
+    }
+
+    [Fact]
+    public void DeletesComeAfterTheServiceEntryStopsNamingTheBackend()
+    {
+        var s = ApplyChecked(new LbState(), Desired((Vip, [B(1), B(2), B(3)], [])));
+        var plan = LbPlanner.Plan(s, Desired((Vip, [B(1)], [])));
+        var entryIndex = plan.Ops.ToList().FindIndex(o => o is LbOp.UpsertService);
+        Assert.True(entryIndex >= 0);
+        foreach (var (op, i) in plan.Ops.Select((o, i) => (o, i)))
+        {
+            if (op is LbOp.DeleteBackend or LbOp.DeleteSlot)
+                Assert.True(i > entryIndex, $"{op} at {i} precedes the service entry update at {entryIndex}");
+        }
+        Assert.Equal(2, plan.Ops.Count(o => o is LbOp.DeleteBackend));
+    }
+
+    [Fact]
+    public void RemovedFrontendIsUnpublishedBeforeItsSlotsAndBackendsGo()
+    {
+        var other = Key("10.96.0.43", 80);
+        var s = ApplyChecked(new LbState(), Desired((Vip, [B(1), B(2)], []), (other, [B(2)], [])));
+        var plan = LbPlanner.Plan(s, Desired((other, [B(2)], [])));
+        var ops = plan.Ops.ToList();
+        Assert.IsType<LbOp.DeleteService>(ops.First(o => o is LbOp.DeleteService or LbOp.DeleteSlot));
+        Assert.Contains(ops, o => o is LbOp.DeleteBackend { Id: var id } && s.Backends[id].Address == B(1).Address);
+        Assert.DoesNotContain(ops, o => o is LbOp.DeleteBackend { Id: var id } && s.Backends[id].Address == B(2).Address);
+        ApplyChecked(s, Desired((other, [B(2)], [])));
+    }
+
+    [Fact]
+    public void ReplanningTheSameStateWritesNothing()
+    {
+        var desired = Desired((Vip, [B(1), B(2), B(3)], []), (Key("10.96.0.10", 53, L4Protocol.Udp), [B(7)], [B(8)]));
+        var s = ApplyChecked(new LbState(), desired);
+        Assert.Empty(LbPlanner.Plan(s, desired).Ops);
+    }
+
+    [Fact]
+    public void IdsAndSlotsAreReadoptedFromTheMaps()
+    {
+        var s = ApplyChecked(new LbState(), Desired((Vip, [B(1), B(2), B(3)], [])));
+        var revNat = s.Frontends[Vip].Service!.Value.RevNatId;
+        var idOf3 = s.Backends.Single(kv => kv.Value.Address == B(3).Address).Key;
+
+        var s2 = ApplyChecked(s, Desired((Vip, [B(3), B(4)], [])));
+        Assert.Equal(revNat, s2.Frontends[Vip].Service!.Value.RevNatId);
+        Assert.Contains(idOf3, s2.Frontends[Vip].Slots.Values);
+        Assert.Equal(idOf3, s2.Backends.Single(kv => kv.Value.Address == B(3).Address).Key);
+    }
+
+    [Fact]
+    public void RemovingOneBackendRewritesAtMostOneSlot()
+    {
+        var s = ApplyChecked(new LbState(), Desired((Vip, [.. Enumerable.Range(1, 10).Select(i => B(i))], [])));
+        var plan = LbPlanner.Plan(s, Desired((Vip, [.. Enumerable.Range(1, 10).Where(i => i != 4).Select(i => B(i))], [])));
+        Assert.True(plan.Ops.Count(o => o is LbOp.UpsertSlot) <= 1, string.Join("\n", plan.Ops));
+    }
+
+    [Fact]
+    public void RemovedBackendIdsAreNotReusedRightAway()
+    {
+        var s = ApplyChecked(new LbState(), Desired((Vip, [B(1), B(2)], [])));
+        var oldIds = s.Backends.Keys.ToHashSet();
+        s = ApplyChecked(s, Desired((Vip, [], [])));
+        s = ApplyChecked(s, Desired((Vip, [B(3), B(4)], [])));
+        Assert.Empty(s.Backends.Keys.Intersect(oldIds));
+    }
+
+    [Fact]
+    public void TerminatingTailFollowsActiveSlots()
+    {
+        var s = ApplyChecked(new LbState(), Desired((Vip, [B(1)], [B(2, BackendFlags.Terminating)])));
+        var svc = s.Frontends[Vip].Service!.Value;
+        Assert.Equal((1, 1), ((int)svc.Count, (int)svc.TerminatingCount));
+        Assert.Equal(s.Backends.Single(kv => kv.Value.Address == B(2).Address).Key, s.Frontends[Vip].Slots[2]);
+    }
+
+    [Fact]
+    public void RandomChurnKeepsEveryIntermediateStateConsistent()
+    {
+        var rng = new Random(42);
+        var keys = new[] { Vip, Key("10.96.0.43", 80), Key("10.96.0.43", 80, L4Protocol.Udp), Key("10.96.0.44", 443) };
+        var s = new LbState();
+        for (int round = 0; round < 300; round++)
+        {
+            var frontends = keys.Where(_ => rng.Next(4) != 0)
+                .Select(k => (k,
+                    Enumerable.Range(1, 12).Where(_ => rng.Next(3) == 0).Select(i => B(i)).ToArray(),
+                    Enumerable.Range(20, 4).Where(_ => rng.Next(4) == 0).Select(i => B(i, BackendFlags.Terminating)).ToArray()))
+                .ToArray();
+            var desired = Desired(frontends);
+            s = ApplyChecked(s, desired);
+            Assert.Empty(LbPlanner.Plan(s, desired).Ops);
+            // The maps hold exactly what is wanted.
+            foreach (var (k, active, term) in frontends)
+            {
+                var fe = s.Frontends[k];
+                var named = fe.Slots.Values.Select(id => s.Backends[id].Address).ToHashSet();
+                Assert.True(named.SetEquals(active.Concat(term).Select(b => b.Address)));
+            }
+            Assert.Equal(keys.Length - frontends.Length, keys.Count(k => !s.Frontends.ContainsKey(k)));
+        }
+    }
+}
