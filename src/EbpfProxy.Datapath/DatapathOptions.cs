@@ -1,0 +1,41 @@
+namespace EbpfProxy.Datapath;
+
+/// <summary>Where the datapath lives and how large its maps are. Validated at start-up.</summary>
+public sealed class DatapathOptions
+{
+    /// <summary>The bpffs mount; mounted there when absent, as Cilium's agent does.</summary>
+    public string BpfFsRoot { get; set; } = "/sys/fs/bpf";
+
+    /// <summary>Folder under <see cref="BpfFsRoot"/> holding ebpf-proxy's pinned maps.</summary>
+    public string PinDirectoryName { get; set; } = "ebpf-proxy";
+
+    public string PinPath => Path.Combine(BpfFsRoot, PinDirectoryName);
+
+    /// <summary>Folder holding the compiled BPF objects (pod.bpf.o); by default next to the executable.</summary>
+    public string ObjectDirectory { get; set; } = AppContext.BaseDirectory;
+
+    /// <summary>Interface name globs that are pods' host-side veths ("from pod" / "to pod").</summary>
+    public IList<string> PodInterfaces { get; set; } = ["veth*", "lxc*", "cali*"];
+
+    /// <summary>How often the interface list is re-scanned for new pod interfaces.</summary>
+    public TimeSpan InterfaceScanInterval { get; set; } = TimeSpan.FromSeconds(1);
+
+    public uint ServicesMax { get; set; } = 262144;
+    public uint BackendsMax { get; set; } = 262144;
+    public uint RevNatMax { get; set; } = 65536;
+    public uint ConntrackMax { get; set; } = 524288;
+
+    public void Validate()
+    {
+        if (string.IsNullOrWhiteSpace(BpfFsRoot) || !Path.IsPathRooted(BpfFsRoot))
+            throw new ArgumentException($"bpffs root '{BpfFsRoot}' must be an absolute path");
+        if (string.IsNullOrWhiteSpace(PinDirectoryName) || PinDirectoryName.Contains('/'))
+            throw new ArgumentException($"pin directory name '{PinDirectoryName}' must be a single path component");
+        if (PodInterfaces.Count == 0)
+            throw new ArgumentException("at least one pod interface glob is required");
+        if (RevNatMax is 0 or > 65536)
+            throw new ArgumentException($"rev-NAT map size {RevNatMax} must be within 1..65536 (ids are 16-bit)");
+        if (ServicesMax == 0 || BackendsMax == 0 || ConntrackMax == 0)
+            throw new ArgumentException("map sizes must be positive");
+    }
+}

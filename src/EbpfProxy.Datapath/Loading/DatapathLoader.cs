@@ -1,0 +1,90 @@
+using EbpfProxy.Datapath.Maps;
+using LibBpf.Net;
+using Microsoft.Extensions.Logging;
+
+namespace EbpfProxy.Datapath.Loading;
+
+/// <summary>A loaded pod object: its two programs and the (pinned, shared) maps.</summary>
+public sealed class LoadedDatapath : IDisposable
+{
+    internal LoadedDatapath(BpfObject obj)
+    {
+        Object = obj;
+        FromPod = obj.GetProgram(ProgramNames.FromPod);
+        ToPod = obj.GetProgram(ProgramNames.ToPod);
+        Maps = LbMaps.FromObject(obj);
+    }
+
+    public BpfObject Object { get; }
+    public BpfProgram FromPod { get; }
+    public BpfProgram ToPod { get; }
+    public LbMaps Maps { get; }
+
+    public void Dispose()
+    {
+        Maps.Dispose();
+        Object.Dispose();
+    }
+}
+
+/// <summary>Names of the entry points in bpf/*.bpf.c.</summary>
+public static class ProgramNames
+{
+    public const string PodObject = "pod.bpf.o";
+    public const string FromPod = "from_pod";
+    public const string ToPod = "to_pod";
+}
+
+/// <summary>
+/// Loads the datapath objects with their maps pinned by name under the pin folder. libbpf reuses
+/// a map already pinned there when its type, key, value and size match, which is how conntrack
+/// and the service maps survive daemon restarts and upgrades; an incompatible pinned map (a layout
+/// change) fails the load with the map's name rather than being silently replaced.
+/// </summary>
+public static partial class DatapathLoader
+{
+    public static LoadedDatapath Load(DatapathOptions options, ILogger logger)
+    {
+        options.Validate();
+        EnsureBpfFs(options.BpfFsRoot, logger);
+        Directory.CreateDirectory(options.PinPath);
+
+        var path = Path.Combine(options.ObjectDirectory, ProgramNames.PodObject);
+        if (!File.Exists(path))
+            throw new FileNotFoundException($"datapath object '{path}' not found (build it with `make bpf`, or pass --bpf-dir)", path);
+
+        var obj = BpfObject.Open(path, new BpfObjectOpenOptions { PinRootPath = options.PinPath });
+        try
+        {
+            obj.GetMap(LbMaps.Services).SetMaxEntries(options.ServicesMax);
+            obj.GetMap(LbMaps.Backends).SetMaxEntries(options.BackendsMax);
+            obj.GetMap(LbMaps.ReverseNat).SetMaxEntries(options.RevNatMax);
+            obj.GetMap(LbMaps.NamesMap).SetMaxEntries(options.RevNatMax);
+            obj.GetMap(LbMaps.Conntrack).SetMaxEntries(options.ConntrackMax);
+            obj.Load();
+            LogLoaded(logger, path, options.PinPath);
+            return new LoadedDatapath(obj);
+        }
+        catch
+        {
+            obj.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Mounts bpffs at <paramref name="root"/> when it is not mounted there (nodes do not always boot with it).</summary>
+    public static void EnsureBpfFs(string root, ILogger? logger = null)
+    {
+        if (Directory.Exists(root) && BpfFs.IsMounted(root))
+            return;
+        BpfFs.Mount(root);
+        if (logger is not null)
+            LogMounted(logger, root);
+    }
+
+    [LoggerMessage(EventId = 300, Level = LogLevel.Information, Message = "Loaded {Object}; maps pinned under {PinPath}")]
+    private static partial void LogLoaded(ILogger logger, string @object, string pinPath);
+
+    [LoggerMessage(EventId = 301, Level = LogLevel.Information, Message = "Mounted bpffs at {Path}")]
+    private static partial void LogMounted(ILogger logger, string path);
+}

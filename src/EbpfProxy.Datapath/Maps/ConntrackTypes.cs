@@ -1,0 +1,44 @@
+using System.Runtime.InteropServices;
+
+namespace EbpfProxy.Datapath.Maps;
+
+// C# mirrors of bpf/lib/conntrack_types.h.
+
+public enum CtDirection : byte
+{
+    Service = 1,
+    Reply = 2,
+}
+
+[Flags]
+public enum CtFlags : ushort
+{
+    None = 0,
+    SeenReply = 1 << 0,
+    Closing = 1 << 1,
+}
+
+/// <summary>struct ct4_key.</summary>
+[StructLayout(LayoutKind.Sequential)]
+public struct Ct4Key
+{
+    public Be32Address SaddrBe;
+    public Be32Address DaddrBe;
+    public Be16 SportBe;
+    public Be16 DportBe;
+    public byte Proto;
+    public CtDirection Dir;
+    public ushort Pad;
+}
+
+/// <summary>struct ct_entry.</summary>
+[StructLayout(LayoutKind.Sequential)]
+public struct CtEntry
+{
+    public ulong LastSeenNs;
+    public ulong CreatedNs;
+    public uint BackendId;
+    public ushort RevNatId;
+    public CtFlags Flags;
+    public ulong Packets;
+}

@@ -1,0 +1,69 @@
+using LibBpf.Net;
+
+namespace EbpfProxy.Datapath.Maps;
+
+/// <summary>
+/// The datapath's maps, typed: the one definition of every layout on the C# side, shared by the
+/// daemon (opened through the loaded object) and the CLI (opened from their pins).
+/// </summary>
+public sealed class LbMaps : IDisposable
+{
+    public const string Services = "lb4_services";
+    public const string Backends = "lb4_backends";
+    public const string ReverseNat = "lb4_reverse_nat";
+    public const string NamesMap = "lb_names";
+    public const string Conntrack = "ct4";
+    public const string MetricsMap = "metrics";
+
+    public static readonly string[] All = [Services, Backends, ReverseNat, NamesMap, Conntrack, MetricsMap];
+
+    private readonly IReadOnlyList<IDisposable> _owned;
+
+    private LbMaps(Func<string, BpfMap> open, IReadOnlyList<IDisposable>? owned = null)
+    {
+        Lb4Services = open(Services).As<Lb4Key, Lb4Service>();
+        Lb4Backends = open(Backends).As<uint, Lb4Backend>();
+        Lb4ReverseNat = open(ReverseNat).As<ushort, Lb4ReverseNat>();
+        Names = open(NamesMap).As<ushort, LbName>();
+        Ct4 = open(Conntrack).As<Ct4Key, CtEntry>();
+        Metrics = open(MetricsMap).AsPerCpu<uint, MetricsValue>();
+        _owned = owned ?? [];
+    }
+
+    public BpfMap<Lb4Key, Lb4Service> Lb4Services { get; }
+    public BpfMap<uint, Lb4Backend> Lb4Backends { get; }
+    public BpfMap<ushort, Lb4ReverseNat> Lb4ReverseNat { get; }
+    public BpfMap<ushort, LbName> Names { get; }
+    public BpfMap<Ct4Key, CtEntry> Ct4 { get; }
+    public BpfPerCpuMap<uint, MetricsValue> Metrics { get; }
+
+    /// <summary>The maps of a loaded object.</summary>
+    public static LbMaps FromObject(BpfObject obj) => new(name => obj.GetMap(name).Map);
+
+    /// <summary>The maps pinned under <paramref name="pinPath"/>, for readers such as the CLI.</summary>
+    public static LbMaps OpenPinned(string pinPath)
+    {
+        var opened = new List<BpfMap>();
+        try
+        {
+            return new LbMaps(name =>
+            {
+                var m = BpfMap.OpenPinned(Path.Combine(pinPath, name));
+                opened.Add(m);
+                return m;
+            }, opened);
+        }
+        catch
+        {
+            foreach (var m in opened)
+                m.Dispose();
+            throw;
+        }
+    }
+
+    public void Dispose()
+    {
+        foreach (var d in _owned)
+            d.Dispose();
+    }
+}

@@ -1,0 +1,77 @@
+using System.Runtime.InteropServices;
+
+namespace EbpfProxy.Datapath.Maps;
+
+// C# mirrors of bpf/lib/lb_types.h. Field names are the C names in PascalCase; the layout test
+// (tests/EbpfProxy.Datapath.Tests/LayoutTests.cs) compares sizes and offsets with the object's BTF.
+
+/// <summary>struct lb4_key.</summary>
+[StructLayout(LayoutKind.Sequential)]
+public struct Lb4Key
+{
+    public Be32Address AddressBe;
+    public Be16 PortBe;
+    public byte Proto;
+    public byte Scope;
+    public ushort Slot;
+    public ushort Pad;
+}
+
+/// <summary>struct lb4_service: slot 0 is the service entry, other slots name a backend.</summary>
+[StructLayout(LayoutKind.Sequential)]
+public struct Lb4Service
+{
+    public uint BackendId;
+    public ushort Count;
+    public ushort TerminatingCount;
+    public ushort RevNatId;
+    public ushort Flags;
+    public uint AffinityTimeout;
+}
+
+/// <summary>struct lb4_backend.</summary>
+[StructLayout(LayoutKind.Sequential)]
+public unsafe struct Lb4Backend
+{
+    public Be32Address AddressBe;
+    public Be16 PortBe;
+    public byte Proto;
+    public byte Flags;
+    public byte Zone;
+    public fixed byte Pad[3];
+}
+
+/// <summary>struct lb4_reverse_nat.</summary>
+[StructLayout(LayoutKind.Sequential)]
+public struct Lb4ReverseNat
+{
+    public Be32Address AddressBe;
+    public Be16 PortBe;
+    public ushort Pad;
+}
+
+/// <summary>struct lb_name: NUL-padded UTF-8 "namespace/name:port".</summary>
+[StructLayout(LayoutKind.Sequential)]
+public unsafe struct LbName
+{
+    public const int Length = 128;
+    public fixed byte Name[Length];
+
+    public static LbName From(string name)
+    {
+        var v = default(LbName);
+        var span = new Span<byte>(v.Name, Length - 1);
+        System.Text.Encoding.UTF8.GetBytes(name.AsSpan(0, Math.Min(name.Length, Length - 1)), span);
+        return v;
+    }
+
+    public override readonly string ToString()
+    {
+        fixed (byte* p = Name)
+        {
+            var span = new ReadOnlySpan<byte>(p, Length);
+            int end = span.IndexOf((byte)0);
+            return System.Text.Encoding.UTF8.GetString(end < 0 ? span : span[..end]);
+        }
+    }
+}

@@ -1,0 +1,64 @@
+using System.Runtime.InteropServices;
+
+namespace EbpfProxy.Datapath.Maps;
+
+// C# mirrors of bpf/lib/metrics_types.h. The numbers are an ABI: never renumber or reuse one.
+
+/// <summary>Why the datapath let a packet go on, or dropped it (enum reason).</summary>
+public enum Reason : byte
+{
+    Unspecified = 0,
+    ForwardServiceNew = 1,
+    ForwardServiceEstablished = 2,
+    ForwardReverseNat = 3,
+    PassNotService = 4,
+    PassUnsupported = 5,
+    ForwardServiceReselected = 6,
+
+    DropInvalid = 128,
+    DropNoBackend = 129,
+    DropBackendMissing = 130,
+    DropConntrackCreate = 131,
+    DropNat = 132,
+}
+
+public enum MetricsDirection : byte
+{
+    Ingress = 0,
+    Egress = 1,
+}
+
+/// <summary>struct metrics_value (per CPU).</summary>
+[StructLayout(LayoutKind.Sequential)]
+public struct MetricsValue
+{
+    public ulong Packets;
+    public ulong Bytes;
+}
+
+public static class ReasonInfo
+{
+    public const int Max = 256;
+    public const int DirectionCount = 2;
+
+    public static bool IsDrop(Reason reason) => (byte)reason >= 128;
+
+    public static uint MetricsIndex(Reason reason, MetricsDirection dir) => (uint)reason * DirectionCount + (uint)dir;
+
+    /// <summary>A stable snake_case name for metrics labels and JSON.</summary>
+    public static string Name(Reason reason) => reason switch
+    {
+        Reason.ForwardServiceNew => "service_new",
+        Reason.ForwardServiceEstablished => "service_established",
+        Reason.ForwardReverseNat => "reverse_nat",
+        Reason.PassNotService => "not_service",
+        Reason.PassUnsupported => "unsupported",
+        Reason.ForwardServiceReselected => "service_reselected",
+        Reason.DropInvalid => "invalid_packet",
+        Reason.DropNoBackend => "no_backend",
+        Reason.DropBackendMissing => "backend_missing",
+        Reason.DropConntrackCreate => "conntrack_create_failed",
+        Reason.DropNat => "nat_failed",
+        _ => $"reason_{(byte)reason}",
+    };
+}

@@ -1,0 +1,92 @@
+using System.CommandLine;
+using EbpfProxy.Core.Cluster;
+using EbpfProxy.Daemon;
+using EbpfProxy.Datapath;
+using EbpfProxy.Kubernetes.Manifests;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+
+namespace EbpfProxy.Commands;
+
+/// <summary>`ebpf-proxy run`: the daemon.</summary>
+internal static class RunCommand
+{
+    public static Command Create()
+    {
+        var manifests = new Option<string?>("--manifests") { Description = "standalone mode: follow the Kubernetes YAML/JSON manifests in this folder" };
+        var nodeName = new Option<string>("--node-name")
+        {
+            Description = "this node's name (default: $NODE_NAME, else the host name)",
+            DefaultValueFactory = _ => Environment.GetEnvironmentVariable("NODE_NAME") is { Length: > 0 } n ? n : Environment.MachineName,
+        };
+        var bpffs = CommonOptions.BpfFs();
+        var bpfDir = new Option<string>("--bpf-dir") { Description = "folder holding the compiled BPF objects", DefaultValueFactory = _ => AppContext.BaseDirectory };
+        var podInterfaces = new Option<string[]>("--pod-interfaces")
+        {
+            Description = "globs of pod host-side interfaces",
+            DefaultValueFactory = _ => ["veth*", "lxc*", "cali*"],
+            AllowMultipleArgumentsPerToken = true,
+        };
+        var minSync = new Option<double>("--min-sync-interval") { Description = "seconds between two syncs at least (kube-proxy's --min-sync-period)", DefaultValueFactory = _ => 1.0 };
+        var syncPeriod = new Option<double>("--sync-period") { Description = "seconds between full resyncs that heal drift in the maps", DefaultValueFactory = _ => 30.0 };
+        var ctMax = new Option<uint>("--conntrack-max") { Description = "conntrack map size", DefaultValueFactory = _ => 524288u };
+
+        var cmd = new Command("run", "run the proxy daemon on this node")
+        {
+            manifests, nodeName, bpffs, bpfDir, podInterfaces, minSync, syncPeriod, ctMax,
+        };
+        cmd.SetAction(async (parse, ct) =>
+        {
+            var proxyOptions = new ProxyOptions
+            {
+                ManifestsDirectory = parse.GetValue(manifests),
+                NodeName = parse.GetValue(nodeName) ?? "",
+                MinSyncInterval = TimeSpan.FromSeconds(parse.GetValue(minSync)),
+                SyncPeriod = TimeSpan.FromSeconds(parse.GetValue(syncPeriod)),
+            };
+            var datapathOptions = new DatapathOptions
+            {
+                BpfFsRoot = parse.GetValue(bpffs)!,
+                ObjectDirectory = parse.GetValue(bpfDir)!,
+                PodInterfaces = [.. parse.GetValue(podInterfaces)!.SelectMany(s => s.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))],
+                ConntrackMax = parse.GetValue(ctMax),
+            };
+            try
+            {
+                proxyOptions.Validate();
+                datapathOptions.Validate();
+            }
+            catch (ArgumentException ex)
+            {
+                await Console.Error.WriteLineAsync($"ebpf-proxy run: {ex.Message}").ConfigureAwait(false);
+                return 2;
+            }
+            return await RunDaemonAsync(proxyOptions, datapathOptions, ct).ConfigureAwait(false);
+        });
+        return cmd;
+    }
+
+    private static async Task<int> RunDaemonAsync(ProxyOptions options, DatapathOptions datapath, CancellationToken ct)
+    {
+        var builder = Host.CreateApplicationBuilder();
+        builder.Logging.ClearProviders();
+        builder.Logging.AddSimpleConsole(o =>
+        {
+            o.SingleLine = true;
+            o.TimestampFormat = "HH:mm:ss.fff ";
+            o.UseUtcTimestamp = true;
+        });
+        builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(10));
+        builder.Services.AddSingleton(TimeProvider.System);
+        builder.Services.AddSingleton(options);
+        builder.Services.AddSingleton(datapath);
+        builder.Services.AddSingleton<ClusterStore>();
+        builder.Services.AddManifestSource(options.ManifestsDirectory!);
+        builder.Services.AddHostedService<ProxyService>();
+
+        using var host = builder.Build();
+        await host.RunAsync(ct).ConfigureAwait(false);
+        return Environment.ExitCode;
+    }
+}

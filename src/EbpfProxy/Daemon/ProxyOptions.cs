@@ -1,0 +1,29 @@
+namespace EbpfProxy.Daemon;
+
+/// <summary>Options of `ebpf-proxy run`, validated at start-up.</summary>
+public sealed class ProxyOptions
+{
+    /// <summary>Standalone mode: follow the Kubernetes manifests in this folder instead of an API server.</summary>
+    public string? ManifestsDirectory { get; set; }
+
+    /// <summary>This node's name (endpoints with this nodeName are local).</summary>
+    public string NodeName { get; set; } = "";
+
+    /// <summary>At most one sync per interval (kube-proxy's --min-sync-period).</summary>
+    public TimeSpan MinSyncInterval { get; set; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>Full resync period: re-reads the maps and heals drift (kube-proxy's --sync-period).</summary>
+    public TimeSpan SyncPeriod { get; set; } = TimeSpan.FromSeconds(30);
+
+    public void Validate()
+    {
+        if (ManifestsDirectory is null)
+            throw new ArgumentException("no source configured: pass --manifests DIR (the Kubernetes API source is not available yet)");
+        if (!Directory.Exists(ManifestsDirectory))
+            throw new ArgumentException($"manifest directory '{ManifestsDirectory}' does not exist");
+        if (MinSyncInterval < TimeSpan.Zero)
+            throw new ArgumentException("--min-sync-interval must not be negative");
+        if (SyncPeriod <= TimeSpan.Zero)
+            throw new ArgumentException("--sync-period must be positive");
+    }
+}

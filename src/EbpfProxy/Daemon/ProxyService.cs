@@ -1,0 +1,146 @@
+using System.Diagnostics;
+using EbpfProxy.Core.Cluster;
+using EbpfProxy.Core.Planning;
+using EbpfProxy.Core.Sync;
+using EbpfProxy.Core.Translation;
+using EbpfProxy.Datapath;
+using EbpfProxy.Datapath.Attach;
+using EbpfProxy.Datapath.Loading;
+using EbpfProxy.Datapath.Sync;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+
+namespace EbpfProxy.Daemon;
+
+/// <summary>
+/// The daemon's core loop: load the datapath (re-adopting pinned maps), keep programs attached to
+/// pod interfaces, and — once every source has listed — run the sync runner that translates the
+/// cluster snapshot and lets the syncer write the maps. Watch callbacks only poke the runner.
+/// </summary>
+public sealed partial class ProxyService : BackgroundService
+{
+    private readonly ClusterStore _store;
+    private readonly ProxyOptions _options;
+    private readonly DatapathOptions _datapathOptions;
+    private readonly ILoggerFactory _loggers;
+    private readonly ILogger _logger;
+    private readonly IHostApplicationLifetime _lifetime;
+    private readonly TimeProvider _time;
+    private long _syncCount;
+
+    public ProxyService(ClusterStore store, ProxyOptions options, DatapathOptions datapathOptions, ILoggerFactory loggers, IHostApplicationLifetime lifetime, TimeProvider time)
+    {
+        _store = store;
+        _options = options;
+        _datapathOptions = datapathOptions;
+        _loggers = loggers;
+        _logger = loggers.CreateLogger<ProxyService>();
+        _lifetime = lifetime;
+        _time = time;
+    }
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        LoadedDatapath datapath;
+        try
+        {
+            datapath = DatapathLoader.Load(_datapathOptions, _loggers.CreateLogger("EbpfProxy.Datapath.Loader"));
+        }
+        catch (Exception ex)
+        {
+            LogLoadFailed(_logger, ex);
+            Environment.ExitCode = 1;
+            _lifetime.StopApplication();
+            return;
+        }
+
+        using (datapath)
+        {
+            var attacher = new PodInterfaceAttacher(datapath, _datapathOptions.PodInterfaces, _loggers.CreateLogger<PodInterfaceAttacher>());
+            var attachLoop = AttachLoopAsync(attacher, stoppingToken);
+
+            var syncer = new LbSyncer(datapath.Maps, new LbLimits(_datapathOptions.BackendsMax, (ushort)Math.Min(_datapathOptions.RevNatMax - 1, ushort.MaxValue)), _loggers.CreateLogger<LbSyncer>());
+            var node = new NodeContext(_options.NodeName);
+            var runner = new BoundedFrequencyRunner(
+                (trigger, ct) =>
+                {
+                    SyncOnce(syncer, node, trigger);
+                    return Task.CompletedTask;
+                },
+                new BoundedFrequencyRunnerOptions { MinInterval = _options.MinSyncInterval, MaxInterval = _options.SyncPeriod },
+                _time,
+                _loggers.CreateLogger<BoundedFrequencyRunner>());
+
+            try
+            {
+                LogWaitingForSources(_logger);
+                await _store.WaitForSyncedAsync(stoppingToken).ConfigureAwait(false);
+                _store.Changed += runner.Request;
+                await runner.RunAsync(stoppingToken).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+            {
+            }
+            finally
+            {
+                _store.Changed -= runner.Request;
+            }
+            try
+            {
+                await attachLoop.ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+            }
+            // Programs stay attached and maps stay pinned: the datapath outlives the daemon.
+            LogStopped(_logger);
+        }
+    }
+
+    private void SyncOnce(LbSyncer syncer, NodeContext node, SyncTrigger trigger)
+    {
+        var sw = Stopwatch.StartNew();
+        var snapshot = _store.Snapshot();
+        var translation = ServiceTranslator.Translate(snapshot, node);
+        foreach (var e in translation.Errors)
+            LogTranslationError(_logger, e.Kind, e.Object, e.Message);
+        var result = syncer.Sync(translation.State, reread: trigger == SyncTrigger.Periodic);
+        var n = Interlocked.Increment(ref _syncCount);
+        LogSynced(_logger, n, trigger, snapshot.Version, result.Writes, result.Deletes, result.ConntrackPurged, translation.State.Frontends.Count, sw.Elapsed.TotalMilliseconds);
+    }
+
+    private async Task AttachLoopAsync(PodInterfaceAttacher attacher, CancellationToken ct)
+    {
+        using var timer = new PeriodicTimer(_datapathOptions.InterfaceScanInterval, _time);
+        do
+        {
+            try
+            {
+                attacher.Reconcile();
+            }
+            catch (Exception ex) when (ex is not OperationCanceledException)
+            {
+                LogAttachLoopFailed(_logger, ex);
+            }
+        }
+        while (await timer.WaitForNextTickAsync(ct).ConfigureAwait(false));
+    }
+
+    [LoggerMessage(EventId = 1, Level = LogLevel.Critical, Message = "Could not load the datapath")]
+    private static partial void LogLoadFailed(ILogger logger, Exception ex);
+
+    [LoggerMessage(EventId = 2, Level = LogLevel.Information, Message = "Waiting for every source to finish its initial list before writing any map")]
+    private static partial void LogWaitingForSources(ILogger logger);
+
+    [LoggerMessage(EventId = 3, Level = LogLevel.Information, Message = "Sync #{Count} ({Trigger}, snapshot {Version}): {Writes} writes, {Deletes} deletes, {Purged} conntrack entries purged, {Frontends} frontends, {ElapsedMs:F1} ms")]
+    private static partial void LogSynced(ILogger logger, long count, SyncTrigger trigger, long version, int writes, int deletes, int purged, int frontends, double elapsedMs);
+
+    [LoggerMessage(EventId = 4, Level = LogLevel.Warning, Message = "Skipped {Kind} {Object}: {Message}")]
+    private static partial void LogTranslationError(ILogger logger, string kind, string @object, string message);
+
+    [LoggerMessage(EventId = 5, Level = LogLevel.Error, Message = "Interface scan failed")]
+    private static partial void LogAttachLoopFailed(ILogger logger, Exception ex);
+
+    [LoggerMessage(EventId = 6, Level = LogLevel.Information, Message = "Stopped; programs stay attached and maps stay pinned")]
+    private static partial void LogStopped(ILogger logger);
+}

@@ -1,0 +1,17 @@
+using System.CommandLine;
+using EbpfProxy.Commands;
+
+namespace EbpfProxy;
+
+public static class Program
+{
+    public static Task<int> Main(string[] args)
+    {
+        var root = new RootCommand("ebpf-proxy: a kube-proxy replacement with an eBPF datapath")
+        {
+            RunCommand.Create(),
+            LbCommands.Create(),
+        };
+        return root.Parse(args).InvokeAsync();
+    }
+}

@@ -1,0 +1,254 @@
+using System.Net;
+using EbpfProxy.Datapath.Maps;
+using EbpfProxy.Testing;
+using EbpfProxy.Testing.Packets;
+
+namespace EbpfProxy.Datapath.Tests;
+
+/// <summary>from_pod / to_pod on crafted packets (BPF_PROG_TEST_RUN), maps seeded by the real syncer.</summary>
+public class PodProgramTests
+{
+    private static readonly string[] Three = ["10.244.0.11", "10.244.0.12", "10.244.0.13"];
+    private static readonly IPAddress[] ThreeIps = [.. Three.Select(IPAddress.Parse)];
+
+    /// <summary>
+    /// Asserts that <paramref name="output"/> differs from <paramref name="input"/> only in the given
+    /// byte ranges (offset, length) and that both checksums are valid.
+    /// </summary>
+    private static void AssertOnlyChanged(byte[] input, byte[] output, params (int Offset, int Length)[] allowed)
+    {
+        Assert.Equal(input.Length, output.Length);
+        for (int i = 0; i < input.Length; i++)
+        {
+            if (allowed.Any(a => i >= a.Offset && i < a.Offset + a.Length))
+                continue;
+            Assert.True(input[i] == output[i], $"byte {i} changed from 0x{input[i]:x2} to 0x{output[i]:x2}");
+        }
+    }
+
+    // Offsets in an Ethernet + IPv4 (ihl 5) frame.
+    private const int IpCsum = 14 + 10, IpSrc = 14 + 12, IpDst = 14 + 16, L4 = 14 + 20;
+    private const int TcpCsum = L4 + 16, UdpCsum = L4 + 6;
+
+    [PrivilegedFact]
+    public void TcpToTheVipIsTranslatedToABackendWithValidChecksums()
+    {
+        using var dp = new PodDatapath();
+        dp.Apply(PodDatapath.EchoService(Three));
+        var input = PacketBuilder.Tcp(PodDatapath.Client, 40000, PodDatapath.Vip, 80, TcpFlags.Syn, "hello"u8);
+
+        var (verdict, output) = dp.FromPod(input);
+
+        Assert.Equal(PodDatapath.TcActOk, verdict);
+        var p = Packet.Parse(output);
+        Assert.Contains(p.Destination, ThreeIps);
+        Assert.Equal(8080, p.DestinationPort);
+        Assert.Equal(PodDatapath.Client, p.Source);
+        Assert.Equal(40000, p.SourcePort);
+        Assert.True(p.IpChecksumValid, "IP checksum");
+        Assert.True(p.L4ChecksumValid, "TCP checksum");
+        AssertOnlyChanged(input, output, (IpCsum, 2), (IpDst, 4), (L4 + 2, 2), (TcpCsum, 2));
+        Assert.Equal(1UL, dp.Counter(Reason.ForwardServiceNew, MetricsDirection.Ingress));
+    }
+
+    [PrivilegedFact]
+    public void UdpToTheVipIsTranslatedWithValidChecksums()
+    {
+        using var dp = new PodDatapath();
+        dp.Apply(PodDatapath.EchoService(Three));
+        var input = PacketBuilder.Udp(PodDatapath.Client, 5353, PodDatapath.Vip, 80, "query"u8);
+
+        var (verdict, output) = dp.FromPod(input);
+
+        Assert.Equal(PodDatapath.TcActOk, verdict);
+        var p = Packet.Parse(output);
+        Assert.Contains(p.Destination, ThreeIps);
+        Assert.Equal(8080, p.DestinationPort);
+        Assert.True(p.IpChecksumValid && p.L4ChecksumValid, p.ToString());
+        AssertOnlyChanged(input, output, (IpCsum, 2), (IpDst, 4), (L4 + 2, 2), (UdpCsum, 2));
+    }
+
+    [PrivilegedFact]
+    public void UdpWithoutChecksumKeepsAZeroChecksum()
+    {
+        using var dp = new PodDatapath();
+        dp.Apply(PodDatapath.EchoService(Three));
+        var input = PacketBuilder.UdpWithoutChecksum(PodDatapath.Client, 5353, PodDatapath.Vip, 80, "q"u8);
+
+        var (_, output) = dp.FromPod(input);
+
+        var p = Packet.Parse(output);
+        Assert.Contains(p.Destination, ThreeIps);
+        Assert.Equal(0, p.Udp!.Checksum);
+        Assert.True(p.IpChecksumValid);
+    }
+
+    [PrivilegedFact]
+    public void ReplyIsReverseTranslatedToTheVip()
+    {
+        using var dp = new PodDatapath();
+        dp.Apply(PodDatapath.EchoService(Three));
+        foreach (var udp in new[] { false, true })
+        {
+            var request = udp
+                ? PacketBuilder.Udp(PodDatapath.Client, 40001, PodDatapath.Vip, 80, "x"u8)
+                : PacketBuilder.Tcp(PodDatapath.Client, 40001, PodDatapath.Vip, 80, TcpFlags.Syn);
+            var backend = Packet.Parse(dp.FromPod(request).Packet).Destination!;
+
+            var reply = udp
+                ? PacketBuilder.Udp(backend, 8080, PodDatapath.Client, 40001, "answer"u8)
+                : PacketBuilder.Tcp(backend, 8080, PodDatapath.Client, 40001, TcpFlags.Syn | TcpFlags.Ack, seq: 7, ack: 2);
+            var (verdict, output) = dp.ToPod(reply);
+
+            Assert.Equal(PodDatapath.TcActOk, verdict);
+            var p = Packet.Parse(output);
+            Assert.Equal(PodDatapath.Vip, p.Source);
+            Assert.Equal(80, p.SourcePort);
+            Assert.Equal(PodDatapath.Client, p.Destination);
+            Assert.Equal(40001, p.DestinationPort);
+            Assert.True(p.IpChecksumValid && p.L4ChecksumValid, p.ToString());
+            AssertOnlyChanged(reply, output, (IpCsum, 2), (IpSrc, 4), (L4, 2), (udp ? UdpCsum : TcpCsum, 2));
+        }
+        Assert.Equal(2UL, dp.Counter(Reason.ForwardReverseNat, MetricsDirection.Egress));
+    }
+
+    [PrivilegedFact]
+    public void NewFlowsAreSpreadOverEveryBackend()
+    {
+        using var dp = new PodDatapath();
+        dp.Apply(PodDatapath.EchoService(Three));
+        var chosen = new HashSet<IPAddress>();
+        for (ushort port = 20000; port < 20200; port++)
+            chosen.Add(Packet.Parse(dp.FromPod(PacketBuilder.Tcp(PodDatapath.Client, port, PodDatapath.Vip, 80)).Packet).Destination!);
+        Assert.Equal(ThreeIps.OrderBy(a => a.ToString()), chosen.OrderBy(a => a.ToString()));
+    }
+
+    [PrivilegedFact]
+    public void EstablishedFlowKeepsItsBackendWhenTheBackendSetChanges()
+    {
+        using var dp = new PodDatapath();
+        dp.Apply(PodDatapath.EchoService(Three));
+        var syn = PacketBuilder.Tcp(PodDatapath.Client, 41000, PodDatapath.Vip, 80, TcpFlags.Syn);
+        var backend = Packet.Parse(dp.FromPod(syn).Packet).Destination!;
+
+        // Remove one of the other backends and add two new ones.
+        var others = Three.Where(b => b != backend.ToString()).ToList();
+        dp.Apply(PodDatapath.EchoService([backend.ToString(), others[0], "10.244.0.21", "10.244.0.22"]));
+
+        for (uint i = 0; i < 50; i++)
+        {
+            var data = PacketBuilder.Tcp(PodDatapath.Client, 41000, PodDatapath.Vip, 80, TcpFlags.Ack, "data"u8, seq: 2 + i);
+            var (verdict, output) = dp.FromPod(data);
+            Assert.Equal(PodDatapath.TcActOk, verdict);
+            Assert.Equal(backend, Packet.Parse(output).Destination);
+        }
+        Assert.Equal(50UL, dp.Counter(Reason.ForwardServiceEstablished, MetricsDirection.Ingress));
+    }
+
+    [PrivilegedFact]
+    public void FlowOfARemovedBackendIsPurgedAndRebalanced()
+    {
+        using var dp = new PodDatapath();
+        dp.Apply(PodDatapath.EchoService(Three));
+        var dgram = PacketBuilder.Udp(PodDatapath.Client, 53000, PodDatapath.Vip, 80, "dns"u8);
+        var first = Packet.Parse(dp.FromPod(dgram).Packet).Destination!;
+
+        var survivors = Three.Where(b => b != first.ToString()).ToArray();
+        var result = dp.Apply(PodDatapath.EchoService(survivors));
+        Assert.True(result.ConntrackPurged >= 2, $"purged {result.ConntrackPurged} conntrack entries");
+
+        var next = Packet.Parse(dp.FromPod(dgram).Packet).Destination!;
+        Assert.NotEqual(first, next);
+        Assert.Contains(next.ToString(), survivors);
+    }
+
+    [PrivilegedFact]
+    public void WithNoBackendNothingIsForwardedToAStaleBackend()
+    {
+        using var dp = new PodDatapath();
+        dp.Apply(PodDatapath.EchoService(Three));
+        var syn = PacketBuilder.Tcp(PodDatapath.Client, 42000, PodDatapath.Vip, 80, TcpFlags.Syn);
+        Assert.Contains(Packet.Parse(dp.FromPod(syn).Packet).Destination, ThreeIps);
+
+        dp.Apply(PodDatapath.EchoService([]));
+
+        foreach (var packet in new[]
+        {
+            PacketBuilder.Tcp(PodDatapath.Client, 42000, PodDatapath.Vip, 80, TcpFlags.Ack, "late"u8, seq: 2),
+            PacketBuilder.Tcp(PodDatapath.Client, 42001, PodDatapath.Vip, 80, TcpFlags.Syn),
+            PacketBuilder.Udp(PodDatapath.Client, 42002, PodDatapath.Vip, 80, "x"u8),
+        })
+        {
+            var (verdict, output) = dp.FromPod(packet);
+            Assert.Equal(PodDatapath.TcActShot, verdict);
+            Assert.DoesNotContain(Packet.Parse(output).Destination, ThreeIps);
+        }
+        Assert.Equal(3UL, dp.Counter(Reason.DropNoBackend, MetricsDirection.Ingress));
+        Assert.DoesNotContain(dp.Maps.Ct4.Entries(), e => e.Value.BackendId != 0 && e.Key.Dir == CtDirection.Service);
+    }
+
+    [PrivilegedFact]
+    public void TerminatingBackendsAreUsedOnlyWhenNoneIsReady()
+    {
+        using var dp = new PodDatapath();
+        dp.Apply(PodDatapath.EchoService("10.96.0.42", ["10.244.0.11"], ["10.244.0.31"]));
+        for (ushort port = 30000; port < 30050; port++)
+            Assert.Equal(IPAddress.Parse("10.244.0.11"), Packet.Parse(dp.FromPod(PacketBuilder.Tcp(PodDatapath.Client, port, PodDatapath.Vip, 80)).Packet).Destination);
+
+        dp.Apply(PodDatapath.EchoService("10.96.0.42", [], ["10.244.0.31"]));
+        var (verdict, output) = dp.FromPod(PacketBuilder.Tcp(PodDatapath.Client, 31000, PodDatapath.Vip, 80));
+        Assert.Equal(PodDatapath.TcActOk, verdict);
+        Assert.Equal(IPAddress.Parse("10.244.0.31"), Packet.Parse(output).Destination);
+    }
+
+    public static TheoryData<string, byte[]> UnmatchedPackets() => new()
+    {
+        { "pod to pod, no service", PacketBuilder.Tcp(PodDatapath.Client, 1234, IPAddress.Parse("10.244.0.12"), 8080) },
+        { "VIP on another port", PacketBuilder.Tcp(PodDatapath.Client, 1234, PodDatapath.Vip, 443) },
+        { "VIP with another protocol", PacketBuilder.IcmpEcho(PodDatapath.Client, PodDatapath.Vip) },
+        { "ARP", PacketBuilder.Arp(PodDatapath.Client, PodDatapath.Vip) },
+        { "IPv6", PacketBuilder.Ipv6Udp(IPAddress.Parse("fd00::2"), 1, IPAddress.Parse("fd00::42"), 80) },
+        { "IP options", PacketBuilder.Tcp(PodDatapath.Client, 1234, IPAddress.Parse("10.244.0.12"), 8080, options: new PacketOptions { IpOptions = [1, 1, 1, 0] }) },
+        { "fragment", PacketBuilder.Udp(PodDatapath.Client, 1234, PodDatapath.Vip, 80, "frag"u8, new PacketOptions { DontFragment = false, MoreFragments = true }) },
+    };
+
+    [PrivilegedTheory]
+    [MemberData(nameof(UnmatchedPackets))]
+    public void UnmatchedTrafficPassesUntouched(string what, byte[] input)
+    {
+        using var dp = new PodDatapath();
+        dp.Apply(PodDatapath.EchoService(Three));
+
+        var (verdict, output) = dp.FromPod(input);
+        Assert.True(verdict == PodDatapath.TcActOk, what);
+        Assert.Equal(input, output);
+        var (verdict2, output2) = dp.ToPod(input);
+        Assert.True(verdict2 == PodDatapath.TcActOk, what);
+        Assert.Equal(input, output2);
+    }
+
+    [PrivilegedFact]
+    public void IpOptionsAreSkippedCorrectlyWhenTranslating()
+    {
+        using var dp = new PodDatapath();
+        dp.Apply(PodDatapath.EchoService(Three));
+        var input = PacketBuilder.Tcp(PodDatapath.Client, 1234, PodDatapath.Vip, 80, options: new PacketOptions { IpOptions = [1, 1, 1, 0] });
+
+        var p = Packet.Parse(dp.FromPod(input).Packet);
+        Assert.Contains(p.Destination, ThreeIps);
+        Assert.Equal(8080, p.DestinationPort);
+        Assert.Equal(1234, p.SourcePort);
+        Assert.True(p.ChecksumsValid, p.ToString());
+    }
+
+    [PrivilegedFact]
+    public void TruncatedHeadersAreDropped()
+    {
+        using var dp = new PodDatapath();
+        dp.Apply(PodDatapath.EchoService(Three));
+        var full = PacketBuilder.Tcp(PodDatapath.Client, 1234, PodDatapath.Vip, 80);
+        var truncated = full[..(14 + 20 + 8)]; // TCP header cut short
+        Assert.Equal(PodDatapath.TcActShot, dp.FromPod(truncated).Verdict);
+        Assert.Equal(1UL, dp.Counter(Reason.DropInvalid, MetricsDirection.Ingress));
+    }
+}

@@ -1,0 +1,88 @@
+using System.Net;
+using EbpfProxy.Testing;
+using Xunit.Abstractions;
+
+namespace EbpfProxy.E2E.Tests;
+
+/// <summary>Pod -> ClusterIP through the real daemon, real sockets, in namespaces.</summary>
+public class ClusterIpTests(ITestOutputHelper output)
+{
+    [PrivilegedFact]
+    public async Task TcpAndUdpReachEveryBackendAndRepliesComeFromTheVip()
+    {
+        await using var s = await ProxyScenario.StartAsync(output, 3, ["echo-1", "echo-2", "echo-3"]);
+
+        var tcp = await s.TcpRoundAsync(30);
+        Assert.Equal(["echo-1", "echo-2", "echo-3"], tcp.Distinct().Order());
+        var udp = await s.UdpRoundAsync(30);
+        Assert.Equal(["echo-1", "echo-2", "echo-3"], udp.Distinct().Order());
+    }
+
+    [PrivilegedFact]
+    public async Task ScalingIsFollowedWithinASecondWithoutBreakingSurvivingConnections()
+    {
+        await using var s = await ProxyScenario.StartAsync(output, 3, ["echo-1", "echo-2", "echo-3"]);
+        await s.WaitForMapBackendsAsync(["echo-1", "echo-2", "echo-3"], TimeSpan.FromSeconds(5));
+
+        // A connection held open across the changes; its backend is the one that survives 3 -> 1.
+        using var held = await TcpProbe.ConnectAsync(s.Client.Ns, ProxyScenario.Vip, ProxyScenario.ServicePort, TimeSpan.FromSeconds(3));
+        var heldBackend = (await held.RequestAsync("first", TimeSpan.FromSeconds(3))).Split(' ')[0];
+
+        // 3 -> 1
+        s.WriteManifest([heldBackend]);
+        var took = await s.WaitForMapBackendsAsync([heldBackend], TimeSpan.FromSeconds(5));
+        output.WriteLine($"3 -> 1 programmed in {took.TotalMilliseconds:F0} ms");
+        Assert.True(took < TimeSpan.FromSeconds(1), $"3 -> 1 took {took}");
+        Assert.Equal($"{heldBackend} still-there", await held.RequestAsync("still-there", TimeSpan.FromSeconds(3)));
+        Assert.All(await s.TcpRoundAsync(10), b => Assert.Equal(heldBackend, b));
+        Assert.All(await s.UdpRoundAsync(10), b => Assert.Equal(heldBackend, b));
+
+        // 1 -> 0: no backend, so a new connection is not forwarded anywhere.
+        s.WriteManifest([]);
+        took = await s.WaitForMapBackendsAsync([], TimeSpan.FromSeconds(5));
+        output.WriteLine($"1 -> 0 programmed in {took.TotalMilliseconds:F0} ms");
+        Assert.True(took < TimeSpan.FromSeconds(1), $"1 -> 0 took {took}");
+        var refused = await Assert.ThrowsAsync<ProbeFailedException>(() =>
+            TcpProbe.RequestAsync(s.Client.Ns, ProxyScenario.Vip, ProxyScenario.ServicePort, "nobody", TimeSpan.FromMilliseconds(700)));
+        output.WriteLine($"with no backend: {refused.Failure}");
+        await Assert.ThrowsAsync<ProbeFailedException>(() =>
+            UdpProbe.RequestAsync(s.Client.Ns, ProxyScenario.Vip, ProxyScenario.ServicePort, "nobody", TimeSpan.FromMilliseconds(700)));
+
+        // 0 -> 2, then a held connection survives 2 -> 3.
+        var two = new[] { "echo-1", "echo-2" };
+        s.WriteManifest(two);
+        took = await s.WaitForMapBackendsAsync(two, TimeSpan.FromSeconds(5));
+        output.WriteLine($"0 -> 2 programmed in {took.TotalMilliseconds:F0} ms");
+        Assert.True(took < TimeSpan.FromSeconds(1), $"0 -> 2 took {took}");
+        var seen = await s.TcpRoundAsync(20);
+        Assert.Equal(two, seen.Distinct().Order());
+
+        using var held2 = await TcpProbe.ConnectAsync(s.Client.Ns, ProxyScenario.Vip, ProxyScenario.ServicePort, TimeSpan.FromSeconds(3));
+        var held2Backend = (await held2.RequestAsync("a", TimeSpan.FromSeconds(3))).Split(' ')[0];
+        s.WriteManifest(["echo-1", "echo-2", "echo-3"]);
+        await s.WaitForMapBackendsAsync(["echo-1", "echo-2", "echo-3"], TimeSpan.FromSeconds(5));
+        Assert.Equal($"{held2Backend} b", await held2.RequestAsync("b", TimeSpan.FromSeconds(3)));
+    }
+
+    [PrivilegedFact]
+    public async Task RestartedDaemonKeepsTheDatapathAndEstablishedConnections()
+    {
+        await using var s = await ProxyScenario.StartAsync(output, 2, ["echo-1", "echo-2"]);
+        using var held = await TcpProbe.ConnectAsync(s.Client.Ns, ProxyScenario.Vip, ProxyScenario.ServicePort, TimeSpan.FromSeconds(3));
+        var backend = (await held.RequestAsync("before", TimeSpan.FromSeconds(3))).Split(' ')[0];
+
+        // The daemon stopping does not stop the datapath.
+        await s.Daemon.StopAsync(TimeSpan.FromSeconds(10));
+        Assert.Equal($"{backend} while-stopped", await held.RequestAsync("while-stopped", TimeSpan.FromSeconds(3)));
+        Assert.Equal(["echo-1", "echo-2"], (await s.TcpRoundAsync(20)).Distinct().Order());
+
+        // A new daemon re-adopts the pinned maps: against an unchanged cluster it writes nothing,
+        // and the held connection keeps its backend.
+        await s.Daemon.DisposeAsync();
+        var firstSync = await s.StartDaemonAsync();
+        Assert.Contains(": 0 writes, 0 deletes", firstSync);
+        await s.WaitForAttachmentsAsync(3);
+        Assert.Equal($"{backend} after-restart", await held.RequestAsync("after-restart", TimeSpan.FromSeconds(3)));
+        Assert.Equal(["echo-1", "echo-2"], (await s.TcpRoundAsync(20)).Distinct().Order());
+    }
+}

@@ -1,0 +1,225 @@
+using System.Diagnostics;
+using System.Net;
+using System.Text;
+using System.Text.RegularExpressions;
+using EbpfProxy.Core.Planning;
+using EbpfProxy.Datapath.Maps;
+using EbpfProxy.Datapath.Sync;
+using EbpfProxy.Testing;
+using Xunit.Abstractions;
+
+namespace EbpfProxy.E2E.Tests;
+
+/// <summary>
+/// One node namespace with a client pod and echo pods, the real `ebpf-proxy run` process in the
+/// node namespace with its own bpffs, fed through a manifest folder the test rewrites.
+/// </summary>
+public sealed class ProxyScenario : IAsyncDisposable
+{
+    public static readonly IPAddress Vip = IPAddress.Parse("10.96.0.42");
+    public const int ServicePort = 80;
+    public const int TargetPort = 8080;
+
+    private readonly Topology _topo;
+    private readonly BpfFsMount _bpffs;
+    private readonly List<EchoServer> _servers = [];
+    private readonly ITestOutputHelper _output;
+
+    private ProxyScenario(ITestOutputHelper output)
+    {
+        _output = output;
+        _topo = Topology.Create();
+        _bpffs = BpfFsMount.CreateTemp();
+        ManifestDir = Directory.CreateTempSubdirectory("epx-e2e-manifests-").FullName;
+    }
+
+    public string ManifestDir { get; }
+    public Pod Client { get; private set; } = null!;
+    public Dictionary<string, Pod> Echo { get; } = [];
+    public DaemonProcess Daemon { get; private set; } = null!;
+    public string PinPath => Path.Combine(_bpffs.Path, "ebpf-proxy");
+    public string BpfFsPath => _bpffs.Path;
+
+    public static async Task<ProxyScenario> StartAsync(ITestOutputHelper output, int echoPods, IEnumerable<string> initialBackends)
+    {
+        Privileged.EnsureRoot();
+        var s = new ProxyScenario(output);
+        try
+        {
+            var node = s._topo.AddNode("node");
+            s.Client = node.AddPod("client", IPAddress.Parse("10.244.0.2"));
+            for (int i = 1; i <= echoPods; i++)
+            {
+                var name = $"echo-{i}";
+                var pod = node.AddPod(name, IPAddress.Parse($"10.244.0.{10 + i}"));
+                s.Echo[name] = pod;
+                s._servers.Add(EchoServer.StartTcp(pod.Ns, pod.Ip, TargetPort, name));
+                s._servers.Add(EchoServer.StartUdp(pod.Ns, pod.Ip, TargetPort, name));
+            }
+            s.WriteManifest(initialBackends);
+            s._node = node;
+            await s.StartDaemonAsync();
+            await s.WaitForAttachmentsAsync(1 + echoPods);
+            return s;
+        }
+        catch
+        {
+            await s.DisposeAsync();
+            throw;
+        }
+    }
+
+    private Node _node = null!;
+
+    /// <summary>Starts `ebpf-proxy run` in the node namespace and waits for its first sync; returns that sync's log line.</summary>
+    public async Task<string> StartDaemonAsync()
+    {
+        Daemon = DaemonProcess.Start(_node.Ns, Binaries.EbpfProxy,
+            ["run", "--manifests", ManifestDir, "--bpffs", _bpffs.Path, "--node-name", "node", "--min-sync-interval", "0",
+             "--bpf-dir", Binaries.BpfDir, "--conntrack-max", "65536"]);
+        var m = await Daemon.WaitForOutputAsync(new Regex(@"Sync #1 .*"), TimeSpan.FromSeconds(30));
+        return m.Value;
+    }
+
+    /// <summary>Rewrites the manifest: Service echo (TCP and UDP port 80 -> 8080) and the named pods.</summary>
+    public void WriteManifest(IEnumerable<string> backends)
+    {
+        var sb = new StringBuilder("""
+            apiVersion: v1
+            kind: Service
+            metadata: {name: echo, namespace: default}
+            spec:
+              clusterIP: 10.96.0.42
+              selector: {app: echo}
+              ports:
+              - {name: http, port: 80, targetPort: 8080, protocol: TCP}
+              - {name: udp, port: 80, targetPort: 8080, protocol: UDP}
+
+            """);
+        foreach (var name in backends)
+        {
+            sb.Append($$$"""
+                ---
+                apiVersion: v1
+                kind: Pod
+                metadata: {name: {{{name}}}, namespace: default, labels: {app: echo}}
+                spec: {nodeName: node, containers: [{name: echo, image: echo}]}
+                status: {phase: Running, podIP: {{{Echo[name].Ip}}}, conditions: [{type: Ready, status: "True"}]}
+
+                """);
+        }
+        // Write then rename, as editors and ConfigMap updates do.
+        var tmp = Path.Combine(ManifestDir, ".echo.yaml.tmp");
+        File.WriteAllText(tmp, sb.ToString());
+        File.Move(tmp, Path.Combine(ManifestDir, "echo.yaml"), overwrite: true);
+    }
+
+    /// <summary>The backend addresses the pinned maps hold for the TCP frontend, or null when it is absent.</summary>
+    public HashSet<IPAddress>? MapBackends()
+    {
+        using var maps = LbMaps.OpenPinned(PinPath);
+        var state = LbMapIo.Read(maps);
+        var fe = state.Frontends.FirstOrDefault(kv => kv.Key.Frontend.Address.Equals(Vip) && kv.Key.Frontend.Protocol == Core.Model.L4Protocol.Tcp).Value;
+        if (fe?.Service is not { } svc)
+            return null;
+        return fe.Slots.Where(s => s.Key <= svc.Count + svc.TerminatingCount).Select(s => state.Backends[s.Value].Address.Address).ToHashSet();
+    }
+
+    /// <summary>Waits until the maps hold exactly <paramref name="expected"/>; returns how long that took.</summary>
+    public async Task<TimeSpan> WaitForMapBackendsAsync(IEnumerable<string> expected, TimeSpan timeout)
+    {
+        var want = expected.Select(n => Echo[n].Ip).ToHashSet();
+        var sw = Stopwatch.StartNew();
+        while (true)
+        {
+            var have = MapBackends();
+            if (have is not null && have.SetEquals(want))
+                return sw.Elapsed;
+            if (sw.Elapsed > timeout)
+                throw new TimeoutException($"maps hold [{string.Join(", ", have ?? [])}] after {timeout}, want [{string.Join(", ", want)}]\n{Daemon.FormatOutput()}");
+            await Task.Delay(10);
+        }
+    }
+
+    public async Task WaitForAttachmentsAsync(int count)
+    {
+        var sw = Stopwatch.StartNew();
+        while (Daemon.Output.Count(l => l.Contains("Attached from_pod/to_pod", StringComparison.Ordinal)) < count)
+        {
+            if (sw.Elapsed > TimeSpan.FromSeconds(10))
+                throw new TimeoutException($"daemon attached to fewer than {count} interfaces\n{Daemon.FormatOutput()}");
+            await Task.Delay(20);
+        }
+    }
+
+    /// <summary>Opens <paramref name="n"/> fresh TCP connections to the VIP and returns who answered each.</summary>
+    public async Task<List<string>> TcpRoundAsync(int n)
+    {
+        var who = new List<string>();
+        for (int i = 0; i < n; i++)
+        {
+            using var conn = await TcpProbe.ConnectAsync(Client.Ns, Vip, ServicePort, TimeSpan.FromSeconds(3));
+            Assert.Equal(new IPEndPoint(Vip, ServicePort), conn.RemoteEndPoint);
+            var reply = await conn.RequestAsync($"req{i}", TimeSpan.FromSeconds(3));
+            Assert.EndsWith($" req{i}", reply);
+            who.Add(reply.Split(' ')[0]);
+        }
+        return who;
+    }
+
+    /// <summary>Sends <paramref name="n"/> UDP requests to the VIP from fresh sockets; every reply must come from the VIP.</summary>
+    public async Task<List<string>> UdpRoundAsync(int n)
+    {
+        var who = new List<string>();
+        for (int i = 0; i < n; i++)
+        {
+            var (reply, from) = await UdpProbe.RequestAsync(Client.Ns, Vip, ServicePort, $"dgram{i}", TimeSpan.FromSeconds(3));
+            Assert.Equal(new IPEndPoint(Vip, ServicePort), from);
+            Assert.EndsWith($" dgram{i}", reply);
+            who.Add(reply.Split(' ')[0]);
+        }
+        return who;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (Daemon is not null)
+        {
+            _output.WriteLine(Daemon.FormatOutput("ebpf-proxy output"));
+            await Daemon.DisposeAsync();
+        }
+        foreach (var s in _servers)
+            await s.DisposeAsync();
+        _topo.Dispose();
+        _bpffs.Dispose();
+        try
+        {
+            Directory.Delete(ManifestDir, recursive: true);
+        }
+        catch (IOException)
+        {
+        }
+    }
+}
+
+/// <summary>Locates the built executable and BPF objects (make build puts them in artifacts/bin).</summary>
+public static class Binaries
+{
+    public static string RepoRoot
+    {
+        get
+        {
+            var dir = new DirectoryInfo(AppContext.BaseDirectory);
+            while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "EbpfProxy.sln")))
+                dir = dir.Parent;
+            return dir?.FullName ?? throw new InvalidOperationException("repository root (EbpfProxy.sln) not found above " + AppContext.BaseDirectory);
+        }
+    }
+
+    public static string EbpfProxy => Require(Environment.GetEnvironmentVariable("EBPF_PROXY_BIN") ?? Path.Combine(RepoRoot, "artifacts", "bin", "ebpf-proxy"));
+
+    public static string BpfDir => Path.GetDirectoryName(Require(Path.Combine(Path.GetDirectoryName(EbpfProxy)!, "pod.bpf.o")))!;
+
+    private static string Require(string path) =>
+        File.Exists(path) ? path : throw new FileNotFoundException($"{path} not found: run `make build` first", path);
+}
