@@ -27,6 +27,7 @@ public sealed partial class ProxyService : BackgroundService
     private readonly IHostApplicationLifetime _lifetime;
     private readonly TimeProvider _time;
     private long _syncCount;
+    private HashSet<string> _reportedErrors = new(StringComparer.Ordinal);
 
     public ProxyService(ClusterStore store, ProxyOptions options, DatapathOptions datapathOptions, ILoggerFactory loggers, IHostApplicationLifetime lifetime, TimeProvider time)
     {
@@ -102,8 +103,15 @@ public sealed partial class ProxyService : BackgroundService
         var sw = Stopwatch.StartNew();
         var snapshot = _store.Snapshot();
         var translation = ServiceTranslator.Translate(snapshot, node);
+        // Report each skipped object once, not on every sync.
+        var errors = new HashSet<string>(StringComparer.Ordinal);
         foreach (var e in translation.Errors)
-            LogTranslationError(_logger, e.Kind, e.Object, e.Message);
+        {
+            errors.Add(e.ToString());
+            if (!_reportedErrors.Contains(e.ToString()))
+                LogTranslationError(_logger, e.Kind, e.Object, e.Message);
+        }
+        _reportedErrors = errors;
         var result = syncer.Sync(translation.State, reread: trigger == SyncTrigger.Periodic);
         var n = Interlocked.Increment(ref _syncCount);
         LogSynced(_logger, n, trigger, snapshot.Version, result.Writes, result.Deletes, result.ConntrackPurged, translation.State.Frontends.Count, sw.Elapsed.TotalMilliseconds);
