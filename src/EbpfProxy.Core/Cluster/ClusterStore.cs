@@ -13,11 +13,19 @@ public sealed record ClusterSnapshot(
     ImmutableSortedDictionary<string, V1Pod> Pods,
     long Version)
 {
-    public static ClusterSnapshot Empty { get; } = new(
-        ImmutableSortedDictionary<string, V1Service>.Empty.WithComparers(StringComparer.Ordinal),
-        ImmutableSortedDictionary<string, V1EndpointSlice>.Empty.WithComparers(StringComparer.Ordinal),
-        ImmutableSortedDictionary<string, V1Pod>.Empty.WithComparers(StringComparer.Ordinal),
-        0);
+    /// <summary>NetworkPolicies by "namespace/name" (used by the policy work).</summary>
+    public ImmutableSortedDictionary<string, V1NetworkPolicy> NetworkPolicies { get; init; } = EmptyOf<V1NetworkPolicy>();
+
+    /// <summary>Namespaces by name (cluster-scoped: key "default/&lt;name&gt;" is not used; the key is the name).</summary>
+    public ImmutableSortedDictionary<string, V1Namespace> Namespaces { get; init; } = EmptyOf<V1Namespace>();
+
+    /// <summary>Nodes by name (the daemon watches only its own).</summary>
+    public ImmutableSortedDictionary<string, V1Node> Nodes { get; init; } = EmptyOf<V1Node>();
+
+    public static ClusterSnapshot Empty { get; } = new(EmptyOf<V1Service>(), EmptyOf<V1EndpointSlice>(), EmptyOf<V1Pod>(), 0);
+
+    private static ImmutableSortedDictionary<string, T> EmptyOf<T>() =>
+        ImmutableSortedDictionary<string, T>.Empty.WithComparers(StringComparer.Ordinal);
 }
 
 /// <summary>
@@ -75,6 +83,59 @@ public sealed class ClusterStore
     public void Upsert(V1EndpointSlice slice) => Mutate(s => s with { EndpointSlices = Put(s.EndpointSlices, slice) });
     public void Upsert(V1Pod pod) => Mutate(s => s with { Pods = Put(s.Pods, pod) });
 
+    public void Upsert(V1NetworkPolicy policy) => Mutate(s => s with { NetworkPolicies = Put(s.NetworkPolicies, policy) });
+    public void Upsert(V1Namespace ns) => Mutate(s => s with { Namespaces = Put(s.Namespaces, ns) });
+    public void Upsert(V1Node node) => Mutate(s => s with { Nodes = Put(s.Nodes, node) });
+
+    /// <summary>Records an added or modified object of any kind the store holds.</summary>
+    public void Upsert(IKubernetesObject<V1ObjectMeta> obj)
+    {
+        switch (obj)
+        {
+            case V1Service o: Upsert(o); break;
+            case V1EndpointSlice o: Upsert(o); break;
+            case V1Pod o: Upsert(o); break;
+            case V1NetworkPolicy o: Upsert(o); break;
+            case V1Namespace o: Upsert(o); break;
+            case V1Node o: Upsert(o); break;
+            default: throw new ArgumentException($"the cluster store does not hold {obj.GetType().Name}", nameof(obj));
+        }
+    }
+
+    /// <summary>Records the deletion of an object of any kind the store holds.</summary>
+    public void Delete(IKubernetesObject<V1ObjectMeta> obj)
+    {
+        var key = KeyOf(obj);
+        switch (obj)
+        {
+            case V1Service: DeleteService(key); break;
+            case V1EndpointSlice: DeleteEndpointSlice(key); break;
+            case V1Pod: DeletePod(key); break;
+            case V1NetworkPolicy: Mutate(s => s with { NetworkPolicies = s.NetworkPolicies.Remove(key) }); break;
+            case V1Namespace: Mutate(s => s with { Namespaces = s.Namespaces.Remove(key) }); break;
+            case V1Node: Mutate(s => s with { Nodes = s.Nodes.Remove(key) }); break;
+            default: throw new ArgumentException($"the cluster store does not hold {obj.GetType().Name}", nameof(obj));
+        }
+    }
+
+    /// <summary>
+    /// Replaces every object of one kind with a fresh listing (an informer's re-list): objects
+    /// missing from it are deleted, which is how deletions missed while a watch was down surface.
+    /// </summary>
+    public void ReplaceKind<T>(IEnumerable<T> objects) where T : IKubernetesObject<V1ObjectMeta>
+    {
+        switch (objects)
+        {
+            case IEnumerable<V1Service> o: Mutate(s => s with { Services = Replace(s.Services, o) }); break;
+            case IEnumerable<V1EndpointSlice> o: Mutate(s => s with { EndpointSlices = Replace(s.EndpointSlices, o) }); break;
+            case IEnumerable<V1Pod> o: Mutate(s => s with { Pods = Replace(s.Pods, o) }); break;
+            case IEnumerable<V1NetworkPolicy> o: Mutate(s => s with { NetworkPolicies = Replace(s.NetworkPolicies, o) }); break;
+            case IEnumerable<V1Namespace> o: Mutate(s => s with { Namespaces = Replace(s.Namespaces, o) }); break;
+            case IEnumerable<V1Node> o: Mutate(s => s with { Nodes = Replace(s.Nodes, o) }); break;
+            default: throw new ArgumentException($"the cluster store does not hold {typeof(T).Name}", nameof(objects));
+        }
+    }
+
     public void DeleteService(string key) => Mutate(s => s with { Services = s.Services.Remove(key) });
     public void DeleteEndpointSlice(string key) => Mutate(s => s with { EndpointSlices = s.EndpointSlices.Remove(key) });
     public void DeletePod(string key) => Mutate(s => s with { Pods = s.Pods.Remove(key) });
@@ -91,8 +152,12 @@ public sealed class ClusterStore
             Pods = Replace(s.Pods, pods),
         });
 
-    public static string KeyOf(IKubernetesObject<V1ObjectMeta> obj) =>
-        $"{obj.Metadata?.NamespaceProperty ?? "default"}/{obj.Metadata?.Name}";
+    /// <summary>"namespace/name" for namespaced objects (no namespace means "default"); the name for Namespaces and Nodes.</summary>
+    public static string KeyOf(IKubernetesObject<V1ObjectMeta> obj) => obj switch
+    {
+        V1Namespace or V1Node => obj.Metadata?.Name ?? "",
+        _ => $"{obj.Metadata?.NamespaceProperty ?? "default"}/{obj.Metadata?.Name}",
+    };
 
     private void Mutate(Func<ClusterSnapshot, ClusterSnapshot> change)
     {
@@ -102,7 +167,10 @@ public sealed class ClusterStore
             var next = change(_snapshot);
             changed = !ReferenceEquals(next.Services, _snapshot.Services)
                 || !ReferenceEquals(next.EndpointSlices, _snapshot.EndpointSlices)
-                || !ReferenceEquals(next.Pods, _snapshot.Pods);
+                || !ReferenceEquals(next.Pods, _snapshot.Pods)
+                || !ReferenceEquals(next.NetworkPolicies, _snapshot.NetworkPolicies)
+                || !ReferenceEquals(next.Namespaces, _snapshot.Namespaces)
+                || !ReferenceEquals(next.Nodes, _snapshot.Nodes);
             if (changed)
                 _snapshot = next with { Version = _snapshot.Version + 1 };
         }
