@@ -1,0 +1,455 @@
+using System.Collections.Immutable;
+using System.Runtime.InteropServices;
+using EbpfProxy.Core.Cluster;
+using k8s;
+using k8s.Models;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+
+namespace EbpfProxy.Kubernetes.Manifests;
+
+/// <summary>
+/// Feeds the <see cref="ClusterStore"/> from a directory of Kubernetes manifests: the standalone
+/// mode's source of Services, EndpointSlices and Pods, and the demo's and tests'.
+/// </summary>
+/// <remarks>
+/// <para>
+/// Reads every <c>*.yaml</c>, <c>*.yml</c> and <c>*.json</c> file directly in the directory
+/// (not in subdirectories; dotfiles are skipped) with <see cref="ManifestParser"/>, derives
+/// EndpointSlices for selector Services that have none with <see cref="EndpointSliceSynthesizer"/>,
+/// and hands the full set to <see cref="ClusterStore.ReplaceAll"/>, which drops unchanged
+/// objects. Registers as source <see cref="SourceName"/> when constructed and marks it synced
+/// after the first complete read of the directory (one that found the directory; files with
+/// errors do not hold the sync back, they are reported).
+/// </para>
+/// <para>
+/// Follows edits without a restart: a FileSystemWatcher pokes a read after a short quiet period,
+/// and a poll compares the listing (names, sizes, times, symlink targets) every
+/// <see cref="ManifestSourceOptions.PollInterval"/>, because watchers miss events (editors that
+/// write a temporary file and rename it, ConfigMap volumes that swap a symlink).
+/// </para>
+/// <para>
+/// Bad input only affects itself: a file that does not parse keeps its last good content, an
+/// invalid object is skipped, and both appear in <see cref="Errors"/> until fixed. A directory
+/// that disappears keeps the objects last read from it (an unmounted volume should not read as
+/// "no services"); delete the files to remove objects.
+/// </para>
+/// </remarks>
+public sealed partial class ManifestSource : BackgroundService
+{
+    /// <summary>The name this source registers with the store.</summary>
+    public const string SourceName = "manifests";
+
+    private readonly ClusterStore _store;
+    private readonly ILogger _logger;
+    private readonly TimeProvider _time;
+    private readonly ManifestSourceOptions _options;
+
+    // Everything below the gate is owned by whoever holds it: one read at a time.
+    private readonly Lock _readGate = new();
+    private SortedDictionary<string, FileEntry> _files = new(StringComparer.Ordinal);
+    private string? _lastFingerprint;
+    private long _lastReadTimestamp;
+    private bool _synced;
+    private bool _directoryProblemReported;
+
+    private volatile ManifestError[] _errors = [];
+    private long _readCount;
+    private long _lastReadAtTicks;
+
+    // Poked by watcher callbacks, consumed by the loop. Replaced, never reset.
+    private TaskCompletionSource _poke = NewPoke();
+
+    // Owned by the loop.
+    private FileSystemWatcher? _watcher;
+    private volatile bool _watcherBroken;
+    private bool _watcherFailureReported;
+
+    /// <param name="directory">The manifest directory; need not exist yet.</param>
+    /// <param name="store">The store to feed; this source registers with it here.</param>
+    /// <param name="logger">Logger for read results and manifest errors.</param>
+    /// <param name="timeProvider">Clock for polling and debouncing.</param>
+    /// <param name="options">Timing; defaults when null. Validated here.</param>
+    public ManifestSource(string directory, ClusterStore store, ILogger logger, TimeProvider timeProvider, ManifestSourceOptions? options = null)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(directory);
+        ArgumentNullException.ThrowIfNull(store);
+        ArgumentNullException.ThrowIfNull(logger);
+        ArgumentNullException.ThrowIfNull(timeProvider);
+        options ??= new ManifestSourceOptions();
+        options.Validate();
+
+        Directory = Path.GetFullPath(directory);
+        _store = store;
+        _logger = logger;
+        _time = timeProvider;
+        _options = options;
+        _store.RegisterSource(SourceName);
+    }
+
+    /// <summary>Full path of the manifest directory.</summary>
+    public string Directory { get; }
+
+    /// <summary>The problems of the last read: files that do not parse, invalid objects, conflicts.</summary>
+    public ImmutableArray<ManifestError> Errors => ImmutableCollectionsMarshal.AsImmutableArray(_errors);
+
+    /// <summary>How many times the directory has been read, whether or not anything changed.</summary>
+    public long ReadCount => Interlocked.Read(ref _readCount);
+
+    /// <summary>When the directory was last read, or null before the first read.</summary>
+    public DateTimeOffset? LastReadAt => Interlocked.Read(ref _lastReadAtTicks) is var ticks and not 0
+        ? new DateTimeOffset(ticks, TimeSpan.Zero)
+        : null;
+
+    /// <summary>
+    /// Reads the directory now and applies it to the store. The background loop calls this; it is
+    /// public for one-shot use (a CLI that only wants the objects) and for tests.
+    /// </summary>
+    public void ReadNow()
+    {
+        lock (_readGate)
+            ReadLocked();
+    }
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        Log.Starting(_logger, Directory, _options.PollInterval, _options.UseFileSystemWatcher);
+        try
+        {
+            // Watch before the first read, so nothing written in between goes unnoticed.
+            UpdateWatcher();
+            SafeRead();
+            while (true)
+            {
+                if (await WaitForPokeAsync(_options.PollInterval, stoppingToken).ConfigureAwait(false))
+                {
+                    await DebounceAsync(stoppingToken).ConfigureAwait(false);
+                    SafeRead();
+                    continue;
+                }
+                UpdateWatcher();
+                SafePollRead();
+            }
+        }
+        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+        {
+        }
+        finally
+        {
+            _watcher?.Dispose();
+            _watcher = null;
+        }
+    }
+
+    private void SafeRead()
+    {
+        try
+        {
+            ReadNow();
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            Log.ReadFailed(_logger, Directory, ex);
+        }
+    }
+
+    private void SafePollRead()
+    {
+        try
+        {
+            lock (_readGate)
+            {
+                var due = _time.GetElapsedTime(_lastReadTimestamp) >= _options.FullReadInterval;
+                if (due || DirectoryFingerprint.Compute(Directory) != _lastFingerprint)
+                    ReadLocked();
+            }
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            Log.ReadFailed(_logger, Directory, ex);
+        }
+    }
+
+    private void ReadLocked()
+    {
+        var started = _time.GetTimestamp();
+        // Taken before the files are read: a change during the read shows up at the next poll.
+        var fingerprint = DirectoryFingerprint.Compute(Directory);
+
+        List<string> paths;
+        try
+        {
+            paths = System.IO.Directory.EnumerateFiles(Directory)
+                .Where(path => ManifestParser.IsManifestFileName(Path.GetFileName(path)))
+                .Order(StringComparer.Ordinal)
+                .ToList();
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            FinishRead(fingerprint);
+            var missing = ex is DirectoryNotFoundException;
+            if (!_directoryProblemReported)
+            {
+                _directoryProblemReported = true;
+                if (missing)
+                    Log.DirectoryMissing(_logger, Directory, _synced);
+                else
+                    Log.DirectoryUnreadable(_logger, Directory, ex);
+            }
+            var reason = missing ? "directory does not exist" : $"cannot list the directory: {ex.Message}";
+            PublishErrors([new ManifestError(Directory, null, null, _synced
+                ? $"{reason}; keeping the objects read from it before"
+                : $"{reason}; nothing is read until it can be")]);
+            return;
+        }
+        _directoryProblemReported = false;
+
+        var next = new SortedDictionary<string, FileEntry>(StringComparer.Ordinal);
+        foreach (var path in paths)
+        {
+            _files.TryGetValue(path, out var previous);
+            string content;
+            try
+            {
+                content = File.ReadAllText(path);
+            }
+            catch (Exception ex) when (ex is FileNotFoundException or DirectoryNotFoundException)
+            {
+                continue; // removed since the listing (or a dangling symlink): as if deleted
+            }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+            {
+                var readFailure = new ManifestError(path, null, null, $"cannot read the file: {ex.Message}{Kept(previous?.Good)}");
+                next[path] = previous is null
+                    ? new FileEntry(null, null, null, readFailure)
+                    : previous with { ReadFailure = readFailure };
+                continue;
+            }
+
+            if (previous is not null && previous.Content == content)
+            {
+                next[path] = previous with { ReadFailure = null };
+                continue;
+            }
+            try
+            {
+                var parsed = ManifestParser.Parse(path, content);
+                foreach (var ignored in parsed.Ignored)
+                    Log.IgnoredKind(_logger, ignored.Kind, ignored.ApiVersion, ignored.Name ?? "", path, ignored.Document);
+                next[path] = new FileEntry(content, parsed, null, null);
+            }
+            catch (ManifestFormatException ex)
+            {
+                var parseFailure = new ManifestError(ex.File, ex.Document, ex.ObjectName, ex.Reason + Kept(previous?.Good));
+                next[path] = new FileEntry(content, previous?.Good, parseFailure, null);
+            }
+        }
+        _files = next;
+        Apply(started);
+        FinishRead(fingerprint);
+    }
+
+    /// <summary>Merges the files' objects, derives slices, and replaces the store's content.</summary>
+    private void Apply(long started)
+    {
+        var errors = new List<ManifestError>();
+        var services = new Dictionary<string, (V1Service Object, string File)>(StringComparer.Ordinal);
+        var slices = new Dictionary<string, (V1EndpointSlice Object, string File)>(StringComparer.Ordinal);
+        var pods = new Dictionary<string, (V1Pod Object, string File)>(StringComparer.Ordinal);
+
+        foreach (var (path, entry) in _files)
+        {
+            if (entry.ParseFailure is not null)
+                errors.Add(entry.ParseFailure);
+            if (entry.ReadFailure is not null)
+                errors.Add(entry.ReadFailure);
+            if (entry.Good is not { } good)
+                continue;
+            errors.AddRange(good.Errors);
+            Merge(good.Services, "Service", path, services, errors);
+            Merge(good.EndpointSlices, "EndpointSlice", path, slices, errors);
+            Merge(good.Pods, "Pod", path, pods, errors);
+        }
+
+        var explicitSlices = slices.Values.Select(s => s.Object).ToList();
+        var derived = EndpointSliceSynthesizer.Synthesize(
+            services.Values.Select(s => s.Object).ToList(), explicitSlices, pods.Values.Select(p => p.Object).ToList());
+        var allSlices = new List<V1EndpointSlice>(explicitSlices);
+        foreach (var slice in derived)
+        {
+            var key = ClusterStore.KeyOf(slice);
+            if (slices.TryGetValue(key, out var taken))
+            {
+                errors.Add(new ManifestError(taken.File, null, $"EndpointSlice {key}",
+                    "this name is the one derived for its service's pods; the derived slice is not published"));
+                continue;
+            }
+            allSlices.Add(slice);
+        }
+
+        // Errors first: whoever reacts to the store's Changed event sees the matching Errors.
+        PublishErrors(errors);
+        var before = _store.Snapshot().Version;
+        _store.ReplaceAll(services.Values.Select(s => s.Object), allSlices, pods.Values.Select(p => p.Object));
+        var changed = _store.Snapshot().Version != before;
+
+        var elapsed = _time.GetElapsedTime(started).TotalMilliseconds;
+        if (changed || !_synced)
+            Log.Applied(_logger, Directory, _files.Count, services.Count, allSlices.Count, allSlices.Count - explicitSlices.Count, pods.Count, errors.Count, elapsed);
+        else
+            Log.Unchanged(_logger, Directory, _files.Count, elapsed);
+
+        if (!_synced)
+        {
+            _synced = true;
+            _store.MarkSynced(SourceName);
+        }
+    }
+
+    private static void Merge<T>(
+        ImmutableArray<T> objects, string kind, string path, Dictionary<string, (T Object, string File)> into, List<ManifestError> errors)
+        where T : IKubernetesObject<V1ObjectMeta>
+    {
+        foreach (var obj in objects)
+        {
+            var key = ClusterStore.KeyOf(obj);
+            if (into.TryGetValue(key, out var first))
+            {
+                errors.Add(new ManifestError(path, null, $"{kind} {key}",
+                    $"already defined in {Path.GetFileName(first.File)}; this copy is ignored"));
+                continue;
+            }
+            into[key] = (obj, path);
+        }
+    }
+
+    private void FinishRead(string fingerprint)
+    {
+        _lastFingerprint = fingerprint;
+        _lastReadTimestamp = _time.GetTimestamp();
+        Interlocked.Exchange(ref _lastReadAtTicks, _time.GetUtcNow().UtcTicks);
+        Interlocked.Increment(ref _readCount);
+    }
+
+    /// <summary>Logs errors that are new since the last read and files whose errors went away.</summary>
+    private void PublishErrors(List<ManifestError> errors)
+    {
+        var previous = _errors;
+        var known = previous.ToHashSet();
+        foreach (var error in errors)
+        {
+            if (!known.Contains(error))
+                Log.ManifestProblem(_logger, error.File, error.Location());
+        }
+        var failing = errors.Select(e => e.File).ToHashSet(StringComparer.Ordinal);
+        foreach (var file in previous.Select(e => e.File).Distinct(StringComparer.Ordinal))
+        {
+            if (!failing.Contains(file))
+                Log.ProblemsResolved(_logger, file);
+        }
+        _errors = [.. errors];
+    }
+
+    private static string Kept(ManifestFile? previousGood) => previousGood is null
+        ? "; nothing from this file is used"
+        : "; keeping this file's previous content";
+
+    // ---- waking up: watcher pokes, poll ticks ----
+
+    private static TaskCompletionSource NewPoke() => new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    private void Poke() => Volatile.Read(ref _poke).TrySetResult();
+
+    private void ConsumePoke()
+    {
+        if (Volatile.Read(ref _poke).Task.IsCompleted)
+            Interlocked.Exchange(ref _poke, NewPoke());
+    }
+
+    /// <summary>True when poked before <paramref name="timeout"/> elapsed.</summary>
+    private async Task<bool> WaitForPokeAsync(TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        var poke = Volatile.Read(ref _poke).Task;
+        if (poke.IsCompleted)
+            return true;
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        var delay = Task.Delay(timeout, _time, stop.Token);
+        var first = await Task.WhenAny(poke, delay).ConfigureAwait(false);
+        await stop.CancelAsync().ConfigureAwait(false);
+        cancellationToken.ThrowIfCancellationRequested();
+        return first == poke;
+    }
+
+    /// <summary>Waits until events stop for <see cref="ManifestSourceOptions.Debounce"/>, at most <see cref="ManifestSourceOptions.MaxDebounce"/>.</summary>
+    private async Task DebounceAsync(CancellationToken cancellationToken)
+    {
+        var started = _time.GetTimestamp();
+        while (true)
+        {
+            ConsumePoke();
+            var remaining = _options.MaxDebounce - _time.GetElapsedTime(started);
+            var quiet = remaining < _options.Debounce ? remaining : _options.Debounce;
+            if (quiet <= TimeSpan.Zero || !await WaitForPokeAsync(quiet, cancellationToken).ConfigureAwait(false))
+                return;
+        }
+    }
+
+    /// <summary>Creates the watcher when the directory exists, and replaces a broken one.</summary>
+    private void UpdateWatcher()
+    {
+        if (!_options.UseFileSystemWatcher)
+            return;
+        var exists = System.IO.Directory.Exists(Directory);
+        if (_watcher is not null && (!exists || _watcherBroken))
+        {
+            _watcher.Dispose();
+            _watcher = null;
+        }
+        if (_watcher is not null || !exists)
+            return;
+
+        _watcherBroken = false;
+        try
+        {
+            var watcher = new FileSystemWatcher(Directory)
+            {
+                IncludeSubdirectories = false,
+                NotifyFilter = NotifyFilters.FileName | NotifyFilters.DirectoryName | NotifyFilters.LastWrite
+                    | NotifyFilters.Size | NotifyFilters.CreationTime,
+            };
+            // Every entry counts, not only *.yaml: a ConfigMap volume swaps "..data".
+            watcher.Created += OnWatcherEvent;
+            watcher.Changed += OnWatcherEvent;
+            watcher.Deleted += OnWatcherEvent;
+            watcher.Renamed += OnWatcherEvent;
+            watcher.Error += OnWatcherError;
+            watcher.EnableRaisingEvents = true;
+            _watcher = watcher;
+            if (_watcherFailureReported)
+            {
+                _watcherFailureReported = false;
+                Log.WatcherRestored(_logger, Directory);
+            }
+        }
+        catch (Exception ex) when (ex is IOException or ArgumentException or UnauthorizedAccessException or PlatformNotSupportedException)
+        {
+            if (!_watcherFailureReported)
+            {
+                _watcherFailureReported = true;
+                Log.WatcherUnavailable(_logger, Directory, _options.PollInterval, ex);
+            }
+        }
+    }
+
+    private void OnWatcherEvent(object sender, FileSystemEventArgs e) => Poke();
+
+    private void OnWatcherError(object sender, ErrorEventArgs e)
+    {
+        _watcherBroken = true;
+        Log.WatcherFailed(_logger, Directory, e.GetException());
+        Poke();
+    }
+
+    /// <summary>What is known of one file: its last content, its last good parse, and what went wrong.</summary>
+    private sealed record FileEntry(string? Content, ManifestFile? Good, ManifestError? ParseFailure, ManifestError? ReadFailure);
+}
