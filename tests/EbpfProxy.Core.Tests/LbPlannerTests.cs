@@ -16,7 +16,7 @@ public class LbPlannerTests
         new(new BackendAddress(IPAddress.Parse($"10.244.0.{last}"), 8080, L4Protocol.Tcp), flags);
 
     private static DesiredLbState Desired(params (FrontendKey Key, Backend[] Active, Backend[] Terminating)[] frontends) =>
-        new(frontends.ToImmutableDictionary(
+        new(frontends.ToDictionary(
             f => f.Key,
             f => new FrontendState(f.Key, new ServicePortName("default", "svc" + f.Key.Frontend.Port, ""), ServiceFlags.None, 0,
                 [.. f.Active], [.. f.Terminating])));
@@ -42,17 +42,16 @@ public class LbPlannerTests
     }
 
     /// <summary>Runs a plan op by op, checking consistency after each op, and returns the result.</summary>
-    private static LbState ApplyChecked(LbState current, DesiredLbState desired)
+    private static LbState ApplyChecked(LbState current, DesiredLbState desired, IReadOnlyCollection<FrontendKey>? changed = null)
     {
-        var plan = LbPlanner.Plan(current, desired);
+        var plan = LbPlanner.Plan(current, desired, changed: changed);
         var s = current.Clone();
         for (int i = 0; i < plan.Ops.Count; i++)
         {
             s.Apply(plan.Ops[i]);
             AssertConsistent(s, $"after op {i} ({plan.Ops[i]})");
         }
-        Assert.Equal(LbStateFormatter.ToText(plan.Next), LbStateFormatter.ToText(s));
-        return plan.Next;
+        return s;
     }
 
     [Fact]
@@ -143,6 +142,35 @@ public class LbPlannerTests
         var svc = s.Frontends[Vip].Service!.Value;
         Assert.Equal((1, 1), ((int)svc.Count, (int)svc.TerminatingCount));
         Assert.Equal(s.Backends.Single(kv => kv.Value.Address == B(2).Address).Key, s.Frontends[Vip].Slots[2]);
+    }
+
+    [Fact]
+    public void IncrementalPlansMatchFullPlans()
+    {
+        var rng = new Random(7);
+        var keys = Enumerable.Range(0, 8).Select(i => Key($"10.96.1.{i}", 80)).ToArray();
+        var full = new LbState();
+        var incremental = new LbState();
+        var previous = DesiredLbState.Empty;
+        for (int round = 0; round < 200; round++)
+        {
+            // Each round changes a few frontends; unchanged ones keep their FrontendState instance.
+            var next = new Dictionary<FrontendKey, FrontendState>(previous.Frontends);
+            foreach (var k in keys.Where(_ => rng.Next(4) == 0))
+            {
+                if (rng.Next(5) == 0)
+                    next.Remove(k);
+                else
+                    next[k] = new FrontendState(k, new ServicePortName("default", "svc" + k.Frontend.Address, ""), ServiceFlags.None, 0,
+                        [.. Enumerable.Range(1, 15).Where(_ => rng.Next(3) == 0).Select(i => B(i))], []);
+            }
+            var desired = new DesiredLbState(next);
+            full = ApplyChecked(full, desired);
+            incremental = ApplyChecked(incremental, desired, desired.ChangedSince(previous));
+            Assert.Equal(LbStateFormatter.ToText(full), LbStateFormatter.ToText(incremental));
+            Assert.Empty(LbPlanner.Plan(incremental, desired).Ops);
+            previous = desired;
+        }
     }
 
     [Fact]

@@ -35,7 +35,7 @@ public class TranslationGoldenTests
 
         var result = ServiceTranslator.Translate(store.Snapshot(), node);
         var plan = LbPlanner.Plan(new LbState(), result.State);
-        var actual = LbStateFormatter.ToText(plan.Next)
+        var actual = LbStateFormatter.ToText(plan.ApplyTo(new LbState()))
             + string.Concat(result.Errors.Concat(plan.Errors).Select(e => $"error: {e}\n"));
 
         var expectedFile = Path.Combine(dir, "expected.txt");

@@ -1,6 +1,6 @@
 using System.Collections.Immutable;
+using System.Net;
 using EbpfProxy.Core.Model;
-using EbpfProxy.Core.Translation;
 
 namespace EbpfProxy.Core.Planning;
 
@@ -11,7 +11,17 @@ public sealed record LbLimits(uint MaxBackends = 262144, ushort MaxRevNat = 6553
 }
 
 /// <summary>An ordered list of map writes that turns the current state into the desired one.</summary>
-public sealed record LbPlan(IReadOnlyList<LbOp> Ops, LbState Next, ImmutableArray<TranslationError> Errors);
+public sealed record LbPlan(IReadOnlyList<LbOp> Ops, ImmutableArray<TranslationError> Errors)
+{
+    /// <summary>The state after the plan: a copy of <paramref name="current"/> with every op applied (for tests and tools).</summary>
+    public LbState ApplyTo(LbState current)
+    {
+        var next = current.Clone();
+        foreach (var op in Ops)
+            next.Apply(op);
+        return next;
+    }
+}
 
 /// <summary>
 /// Diffs the desired state against what the maps hold and orders the writes make-before-break,
@@ -24,60 +34,73 @@ public sealed record LbPlan(IReadOnlyList<LbOp> Ops, LbState Next, ImmutableArra
 /// <item>backends no published slot names any more, last.</item>
 /// </list>
 /// Backends that stay keep their slot where they can, so a change rewrites few slots. Ids are
-/// never reused while another id is free above the highest one in use, so a conntrack entry that
-/// still names a removed backend does not silently reach a new one.
+/// never reused while another id is free above the highest one handed out, so a conntrack entry
+/// that still names a removed backend does not silently reach a new one.
+/// <para>
+/// With <c>changed</c> the plan covers only those frontends (the others are known to be
+/// unchanged), so one EndpointSlice update costs work proportional to its service, not to the
+/// cluster. Without it, everything is diffed, including strays left in the maps (periodic resync).
+/// </para>
+/// The planner reads <paramref name="current"/> and never modifies it, except for advancing the
+/// id high-water marks; the caller applies the ops to the maps and to the state.
 /// </summary>
 public static class LbPlanner
 {
-    public static LbPlan Plan(LbState current, DesiredLbState desired, LbLimits? limits = null)
+    public static LbPlan Plan(LbState current, DesiredLbState desired, LbLimits? limits = null, IReadOnlyCollection<FrontendKey>? changed = null)
     {
         limits ??= LbLimits.Default;
+        bool full = changed is null;
         var ops = new List<LbOp>();
         var errors = ImmutableArray.CreateBuilder<TranslationError>();
 
-        // 1. Backend ids: re-adopt what the maps hold, allocate the rest.
-        var idByAddress = new Dictionary<BackendAddress, uint>();
-        foreach (var (id, entry) in current.Backends.OrderBy(kv => kv.Key))
-            idByAddress.TryAdd(entry.Address, id);
-
-        var wanted = new SortedDictionary<BackendAddress, BackendFlags>(BackendAddressComparer.Instance);
-        foreach (var fe in desired.Frontends.Values)
-            foreach (var b in fe.Active.Concat(fe.Terminating))
-                wanted[b.Address] = wanted.TryGetValue(b.Address, out var f) ? f | b.Flags : b.Flags;
-
-        var backendIds = new IdAllocator(current.Backends.Keys, limits.MaxBackends, current.BackendIdHighWater);
-        var usedBackendIds = new HashSet<uint>();
-        var unplaceable = new HashSet<BackendAddress>();
-        foreach (var (address, flags) in wanted)
+        IEnumerable<FrontendKey> keys = full ? desired.Frontends.Keys.Concat(current.Frontends.Keys).Distinct() : changed!;
+        var keyList = keys.OrderBy(k => AddressOrder.Key(k.Frontend.Address)).ThenBy(k => k.Frontend.Port)
+            .ThenBy(k => k.Frontend.Protocol).ThenBy(k => k.Scope).ToList();
+        var present = new List<FrontendState>();
+        var removed = new List<FrontendKey>();
+        foreach (var k in keyList)
         {
-            if (!idByAddress.TryGetValue(address, out var id))
+            if (desired.Frontends.TryGetValue(k, out var fe))
+                present.Add(fe);
+            else if (current.Frontends.ContainsKey(k))
+                removed.Add(k);
+        }
+
+        // 1. Backend ids: re-adopt what the maps hold, allocate the rest.
+        var wanted = new Dictionary<BackendAddress, BackendFlags>();
+        foreach (var fe in present)
+        {
+            foreach (var b in fe.Active)
+                wanted[b.Address] = wanted.GetValueOrDefault(b.Address) | b.Flags;
+            foreach (var b in fe.Terminating)
+                wanted[b.Address] = wanted.GetValueOrDefault(b.Address) | b.Flags;
+        }
+        var backendIds = new IdAllocator(id => current.Backends.ContainsKey(id), current.Backends.Count, limits.MaxBackends, current.BackendIdHighWater);
+        var idOf = new Dictionary<BackendAddress, uint>(wanted.Count);
+        foreach (var (address, flags) in wanted.OrderBy(kv => AddressOrder.Key(kv.Key.Address)).ThenBy(kv => kv.Key.Port).ThenBy(kv => kv.Key.Protocol))
+        {
+            if (!current.BackendIds.TryGetValue(address, out var id))
             {
                 if (!backendIds.TryAllocate(out id))
                 {
-                    unplaceable.Add(address);
                     errors.Add(new TranslationError("Backend", address.ToString(), $"backends map is full ({limits.MaxBackends} entries); backend not programmed"));
                     continue;
                 }
-                idByAddress[address] = id;
             }
-            usedBackendIds.Add(id);
+            idOf[address] = id;
             var entry = new BackendEntry(address, flags);
             if (!current.Backends.TryGetValue(id, out var have) || have != entry)
                 ops.Add(new LbOp.UpsertBackend(id, entry));
         }
+        current.BackendIdHighWater = backendIds.HighWater;
 
         // 2. Rev-NAT ids: one per frontend entry, kept for as long as the frontend exists.
-        var revNatIds = new IdAllocator(current.RevNat.Keys.Select(k => (uint)k)
-            .Concat(current.Frontends.Values.Where(f => f.Service is not null).Select(f => (uint)f.Service!.Value.RevNatId)), limits.MaxRevNat, current.RevNatIdHighWater);
-        var frontends = desired.Frontends.Values
-            .OrderBy(f => f.Key.Frontend.Address, Comparer<System.Net.IPAddress>.Create(BackendAddressComparer.CompareAddress))
-            .ThenBy(f => f.Key.Frontend.Port).ThenBy(f => f.Key.Frontend.Protocol).ThenBy(f => f.Key.Scope)
-            .ToList();
-        var revNatOf = new Dictionary<FrontendKey, ushort>();
-        foreach (var fe in frontends)
+        var revNatIds = new IdAllocator(id => current.RevNatIdInUse((ushort)id), current.RevNat.Count, limits.MaxRevNat, current.RevNatIdHighWater);
+        var revNatOf = new Dictionary<FrontendKey, ushort>(present.Count);
+        foreach (var fe in present)
         {
             ushort revNat;
-            if (current.Frontends.TryGetValue(fe.Key, out var have) && have.Service is { } svc && svc.RevNatId != 0)
+            if (current.Frontends.TryGetValue(fe.Key, out var have) && have.Service is { RevNatId: not 0 } svc)
                 revNat = svc.RevNatId;
             else if (revNatIds.TryAllocate(out var fresh))
                 revNat = (ushort)fresh;
@@ -94,75 +117,110 @@ public static class LbPlanner
             if (!current.Names.TryGetValue(revNat, out var haveName) || haveName != name)
                 ops.Add(new LbOp.UpsertName(revNat, name));
         }
+        current.RevNatIdHighWater = revNatIds.HighWater;
 
         // 3. Slots, then the service entry, then the slots past the new end.
-        foreach (var fe in frontends)
+        var released = new HashSet<uint>(); // backend ids some slot stopped naming
+        foreach (var fe in present)
         {
             if (!revNatOf.TryGetValue(fe.Key, out var revNat))
                 continue;
             current.Frontends.TryGetValue(fe.Key, out var have);
-            var oldCount = have?.Service?.Count ?? 0;
-            var oldTerm = have?.Service?.TerminatingCount ?? 0;
-            var oldActive = SlotRange(have, 1, oldCount);
-            var oldTail = SlotRange(have, oldCount + 1, oldTerm);
-
-            var active = StableAssign(oldActive, IdsOf(fe.Active, idByAddress, unplaceable));
-            var tail = StableAssign(oldTail, IdsOf(fe.Terminating, idByAddress, unplaceable));
-            var slots = active.Concat(tail).ToList();
-            if (slots.Count > ushort.MaxValue - 1)
+            int oldCount = have?.Service?.Count ?? 0;
+            int oldTerm = have?.Service?.TerminatingCount ?? 0;
+            var active = StableAssign(SlotRange(have, 1, oldCount), IdsOf(fe.Active, idOf));
+            var tail = StableAssign(SlotRange(have, oldCount + 1, oldTerm), IdsOf(fe.Terminating, idOf));
+            int total = active.Count + tail.Count;
+            if (total > ushort.MaxValue - 1)
             {
-                errors.Add(new TranslationError("Service", fe.Service.ToString(), $"{slots.Count} backends exceed the {ushort.MaxValue - 1} slots of a frontend; frontend not changed"));
+                errors.Add(new TranslationError("Service", fe.Service.ToString(), $"{total} backends exceed the {ushort.MaxValue - 1} slots of a frontend; frontend not changed"));
                 continue;
             }
-            for (int i = 0; i < slots.Count; i++)
+            for (int i = 0; i < total; i++)
             {
                 var slot = (ushort)(i + 1);
-                if (have is null || !have.Slots.TryGetValue(slot, out var id) || id != slots[i])
-                    ops.Add(new LbOp.UpsertSlot(fe.Key, slot, slots[i]));
+                var id = i < active.Count ? active[i] : tail[i - active.Count];
+                if (have is null || !have.Slots.TryGetValue(slot, out var old) || old != id)
+                {
+                    if (have is not null && have.Slots.TryGetValue(slot, out var replaced))
+                        released.Add(replaced);
+                    ops.Add(new LbOp.UpsertSlot(fe.Key, slot, id));
+                }
             }
             var entry = new ServiceEntry(revNat, (ushort)active.Count, (ushort)tail.Count, fe.Flags, fe.AffinityTimeoutSeconds);
             if (have?.Service != entry)
                 ops.Add(new LbOp.UpsertService(fe.Key, entry));
             if (have is not null)
-                foreach (var slot in have.Slots.Keys.Where(s => s > slots.Count || s == 0))
-                    ops.Add(new LbOp.DeleteSlot(fe.Key, slot));
+            {
+                foreach (var (slot, id) in have.Slots)
+                {
+                    if (slot > total || slot == 0)
+                    {
+                        ops.Add(new LbOp.DeleteSlot(fe.Key, slot));
+                        released.Add(id);
+                    }
+                }
+            }
         }
 
         // 4. Frontends that are gone: unpublish, then clear.
-        var liveRevNat = new HashSet<ushort>(revNatOf.Values);
-        foreach (var (key, have) in current.Frontends.OrderBy(kv => kv.Key.ToString(), StringComparer.Ordinal))
+        foreach (var key in removed)
         {
-            if (revNatOf.ContainsKey(key))
-                continue;
-            if (desired.Frontends.ContainsKey(key) && have.Service is not null)
+            var have = current.Frontends[key];
+            if (have.Service is { } svc)
             {
-                liveRevNat.Add(have.Service.Value.RevNatId); // could not be re-planned: leave as is
-                continue;
-            }
-            if (have.Service is not null)
                 ops.Add(new LbOp.DeleteService(key));
-            foreach (var slot in have.Slots.Keys)
+                if (current.RevNat.ContainsKey(svc.RevNatId))
+                    ops.Add(new LbOp.DeleteRevNat(svc.RevNatId));
+                if (current.Names.ContainsKey(svc.RevNatId))
+                    ops.Add(new LbOp.DeleteName(svc.RevNatId));
+            }
+            foreach (var (slot, id) in have.Slots)
+            {
                 ops.Add(new LbOp.DeleteSlot(key, slot));
+                released.Add(id);
+            }
         }
-        foreach (var id in current.RevNat.Keys.Where(id => !liveRevNat.Contains(id)).Order())
-            ops.Add(new LbOp.DeleteRevNat(id));
-        foreach (var id in current.Names.Keys.Where(id => !liveRevNat.Contains(id)).Order())
-            ops.Add(new LbOp.DeleteName(id));
+        if (full)
+        {
+            // Strays: rev-NAT entries and names that no remaining frontend uses.
+            var live = new HashSet<ushort>(revNatOf.Values);
+            foreach (var fe in present)
+                if (!revNatOf.ContainsKey(fe.Key) && current.Frontends.TryGetValue(fe.Key, out var kept) && kept.Service is { } s)
+                    live.Add(s.RevNatId);
+            var deletedRevNat = ops.OfType<LbOp.DeleteRevNat>().Select(o => o.Id).ToHashSet();
+            var deletedNames = ops.OfType<LbOp.DeleteName>().Select(o => o.Id).ToHashSet();
+            foreach (var id in current.RevNat.Keys.Where(id => !live.Contains(id) && !deletedRevNat.Contains(id)).Order())
+                ops.Add(new LbOp.DeleteRevNat(id));
+            foreach (var id in current.Names.Keys.Where(id => !live.Contains(id) && !deletedNames.Contains(id)).Order())
+                ops.Add(new LbOp.DeleteName(id));
+        }
 
         // 5. Backends nothing names any more.
-        var next = current.Clone();
-        next.BackendIdHighWater = backendIds.HighWater;
-        next.RevNatIdHighWater = revNatIds.HighWater;
+        var delta = new Dictionary<uint, int>();
         foreach (var op in ops)
-            next.Apply(op);
-        var referenced = new HashSet<uint>(next.Frontends.Values.SelectMany(f => f.Slots.Values));
-        foreach (var id in current.Backends.Keys.Where(id => !usedBackendIds.Contains(id) && !referenced.Contains(id)).Order())
         {
-            var op = new LbOp.DeleteBackend(id);
-            ops.Add(op);
-            next.Apply(op);
+            switch (op)
+            {
+                case LbOp.UpsertSlot s:
+                    if (current.Frontends.TryGetValue(s.Key, out var fe) && fe.Slots.TryGetValue(s.Slot, out var prev))
+                        delta[prev] = delta.GetValueOrDefault(prev) - 1;
+                    delta[s.BackendId] = delta.GetValueOrDefault(s.BackendId) + 1;
+                    break;
+                case LbOp.DeleteSlot s:
+                    if (current.Frontends.TryGetValue(s.Key, out var fd) && fd.Slots.TryGetValue(s.Slot, out var gone))
+                        delta[gone] = delta.GetValueOrDefault(gone) - 1;
+                    break;
+            }
         }
-        return new LbPlan(ops, next, errors.ToImmutable());
+        var wantedIds = new HashSet<uint>(idOf.Values);
+        IEnumerable<uint> candidates = full ? current.Backends.Keys : released;
+        foreach (var id in candidates.Where(id => current.Backends.ContainsKey(id)).Order().ToList())
+        {
+            if (!wantedIds.Contains(id) && current.SlotReferences(id) + delta.GetValueOrDefault(id) <= 0)
+                ops.Add(new LbOp.DeleteBackend(id));
+        }
+        return new LbPlan(ops, errors.ToImmutable());
     }
 
     private static List<uint> SlotRange(FrontendEntries? have, int first, int count)
@@ -173,8 +231,14 @@ public static class LbPlanner
         return list;
     }
 
-    private static List<uint> IdsOf(ImmutableArray<Backend> backends, Dictionary<BackendAddress, uint> ids, HashSet<BackendAddress> unplaceable) =>
-        backends.Where(b => !unplaceable.Contains(b.Address)).Select(b => ids[b.Address]).ToList();
+    private static List<uint> IdsOf(ImmutableArray<Backend> backends, Dictionary<BackendAddress, uint> ids)
+    {
+        var list = new List<uint>(backends.Length);
+        foreach (var b in backends)
+            if (ids.TryGetValue(b.Address, out var id))
+                list.Add(id);
+        return list;
+    }
 
     /// <summary>
     /// Orders <paramref name="wanted"/> so that members already at a position inside the new
@@ -204,29 +268,45 @@ public static class LbPlanner
     }
 }
 
+/// <summary>A cheap total order on addresses (IPv4 before IPv6, then by bytes) for deterministic output.</summary>
+public static class AddressOrder
+{
+    public static UInt128 Key(IPAddress address)
+    {
+        Span<byte> b = stackalloc byte[16];
+        address.TryWriteBytes(b, out int len);
+        if (len == 4)
+            return (UInt128)System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(b);
+        return System.Buffers.Binary.BinaryPrimitives.ReadUInt128BigEndian(b) | ((UInt128)1 << 127);
+    }
+}
+
 /// <summary>
-/// Hands out ids above the highest one in use (wrapping to the lowest free one at the limit), so
-/// ids of removed objects are not reused right away.
+/// Hands out ids above the highest one handed out (wrapping to the lowest free one at the
+/// limit), so ids of removed objects are not reused right away.
 /// </summary>
 internal sealed class IdAllocator
 {
-    private readonly HashSet<uint> _used;
+    private readonly Func<uint, bool> _inUse;
+    private readonly HashSet<uint> _allocated = new();
+    private readonly int _usedCount;
     private readonly uint _max;
     private uint _next;
 
-    public IdAllocator(IEnumerable<uint> inUse, uint max, uint highWater)
+    public IdAllocator(Func<uint, bool> inUse, int usedCount, uint max, uint highWater)
     {
-        _used = new HashSet<uint>(inUse);
+        _inUse = inUse;
+        _usedCount = usedCount;
         _max = max;
-        HighWater = Math.Max(highWater, _used.Count == 0 ? 0 : _used.Max());
-        _next = HighWater + 1;
+        HighWater = highWater;
+        _next = highWater + 1;
     }
 
     public uint HighWater { get; private set; }
 
     public bool TryAllocate(out uint id)
     {
-        if (_used.Count >= _max)
+        if (_usedCount + _allocated.Count >= _max)
         {
             id = 0;
             return false;
@@ -236,7 +316,7 @@ internal sealed class IdAllocator
             if (_next == 0 || _next > _max)
                 _next = 1;
             var candidate = _next++;
-            if (_used.Add(candidate))
+            if (!_inUse(candidate) && _allocated.Add(candidate))
             {
                 id = candidate;
                 HighWater = Math.Max(HighWater, candidate);

@@ -17,45 +17,70 @@ public sealed class FrontendEntries
 {
     public ServiceEntry? Service { get; set; }
     public SortedDictionary<ushort, uint> Slots { get; } = new();
-
-    public FrontendEntries Clone()
-    {
-        var c = new FrontendEntries { Service = Service };
-        foreach (var (k, v) in Slots)
-            c.Slots[k] = v;
-        return c;
-    }
 }
 
 /// <summary>
 /// The contents of the load-balancer maps in model form: read back from the pinned maps at start
-/// (so ids and slots are re-adopted) and kept in step with every write afterwards.
+/// (so ids and slots are re-adopted) and kept in step with every write afterwards through
+/// <see cref="Apply"/>, which also maintains the indexes the planner needs to work on a few
+/// frontends without scanning everything (backend id by address, slot references per backend).
 /// </summary>
 public sealed class LbState
 {
-    public Dictionary<FrontendKey, FrontendEntries> Frontends { get; } = new();
-    public Dictionary<uint, BackendEntry> Backends { get; } = new();
-    public Dictionary<ushort, RevNatEntry> RevNat { get; } = new();
-    public Dictionary<ushort, string> Names { get; } = new();
+    private readonly Dictionary<FrontendKey, FrontendEntries> _frontends = new();
+    private readonly Dictionary<uint, BackendEntry> _backends = new();
+    private readonly Dictionary<ushort, RevNatEntry> _revNat = new();
+    private readonly Dictionary<ushort, string> _names = new();
+    private readonly Dictionary<BackendAddress, uint> _backendIds = new();
+    private readonly Dictionary<uint, int> _slotRefs = new();
+    private readonly Dictionary<ushort, int> _serviceRevNatRefs = new();
+
+    public IReadOnlyDictionary<FrontendKey, FrontendEntries> Frontends => _frontends;
+    public IReadOnlyDictionary<uint, BackendEntry> Backends => _backends;
+    public IReadOnlyDictionary<ushort, RevNatEntry> RevNat => _revNat;
+    public IReadOnlyDictionary<ushort, string> Names => _names;
+
+    /// <summary>Backend id by address (one per address; duplicates from damaged maps keep the first seen).</summary>
+    public IReadOnlyDictionary<BackendAddress, uint> BackendIds => _backendIds;
+
+    /// <summary>How many slots name a backend id.</summary>
+    public int SlotReferences(uint backendId) => _slotRefs.GetValueOrDefault(backendId);
+
+    /// <summary>Whether a rev-NAT id is in use anywhere (rev-NAT map, names map, a service entry).</summary>
+    public bool RevNatIdInUse(ushort id) => _revNat.ContainsKey(id) || _names.ContainsKey(id) || _serviceRevNatRefs.ContainsKey(id);
 
     /// <summary>
-    /// Highest backend / rev-NAT id handed out by this process. Allocation continues above it, so
-    /// an id freed by a removal is not handed to a new backend while conntrack may still name it.
+    /// Highest backend / rev-NAT id handed out. Allocation continues above it, so an id freed by a
+    /// removal is not handed to a new backend while conntrack may still name it.
     /// </summary>
     public uint BackendIdHighWater { get; set; }
     public uint RevNatIdHighWater { get; set; }
 
+    /// <summary>Raises the high-water marks to the highest ids present (after reading the maps).</summary>
+    public void AdoptHighWater()
+    {
+        if (_backends.Count > 0)
+            BackendIdHighWater = Math.Max(BackendIdHighWater, _backends.Keys.Max());
+        foreach (var id in _revNat.Keys.Concat(_names.Keys).Concat(_serviceRevNatRefs.Keys))
+            RevNatIdHighWater = Math.Max(RevNatIdHighWater, id);
+    }
+
     public LbState Clone()
     {
         var c = new LbState { BackendIdHighWater = BackendIdHighWater, RevNatIdHighWater = RevNatIdHighWater };
-        foreach (var (k, v) in Frontends)
-            c.Frontends[k] = v.Clone();
-        foreach (var (k, v) in Backends)
-            c.Backends[k] = v;
-        foreach (var (k, v) in RevNat)
-            c.RevNat[k] = v;
-        foreach (var (k, v) in Names)
-            c.Names[k] = v;
+        foreach (var (id, b) in _backends)
+            c.Apply(new LbOp.UpsertBackend(id, b));
+        foreach (var (id, r) in _revNat)
+            c.Apply(new LbOp.UpsertRevNat(id, r));
+        foreach (var (id, n) in _names)
+            c.Apply(new LbOp.UpsertName(id, n));
+        foreach (var (key, fe) in _frontends)
+        {
+            if (fe.Service is { } svc)
+                c.Apply(new LbOp.UpsertService(key, svc));
+            foreach (var (slot, id) in fe.Slots)
+                c.Apply(new LbOp.UpsertSlot(key, slot, id));
+        }
         return c;
     }
 
@@ -65,41 +90,69 @@ public sealed class LbState
         switch (op)
         {
             case LbOp.UpsertBackend b:
-                Backends[b.Id] = b.Entry;
+                if (_backends.TryGetValue(b.Id, out var old) && old.Address != b.Entry.Address && _backendIds.GetValueOrDefault(old.Address) == b.Id)
+                    _backendIds.Remove(old.Address);
+                _backends[b.Id] = b.Entry;
+                _backendIds.TryAdd(b.Entry.Address, b.Id);
                 break;
             case LbOp.DeleteBackend b:
-                Backends.Remove(b.Id);
+                if (_backends.Remove(b.Id, out var gone) && _backendIds.GetValueOrDefault(gone.Address) == b.Id)
+                {
+                    _backendIds.Remove(gone.Address);
+                    // Another id may hold the same address (damaged maps): keep it findable.
+                    foreach (var (id, e) in _backends)
+                    {
+                        if (e.Address == gone.Address)
+                        {
+                            _backendIds[gone.Address] = id;
+                            break;
+                        }
+                    }
+                }
                 break;
             case LbOp.UpsertRevNat r:
-                RevNat[r.Id] = r.Entry;
+                _revNat[r.Id] = r.Entry;
                 break;
             case LbOp.DeleteRevNat r:
-                RevNat.Remove(r.Id);
+                _revNat.Remove(r.Id);
                 break;
             case LbOp.UpsertName n:
-                Names[n.Id] = n.Name;
+                _names[n.Id] = n.Name;
                 break;
             case LbOp.DeleteName n:
-                Names.Remove(n.Id);
+                _names.Remove(n.Id);
                 break;
             case LbOp.UpsertService s:
-                Entries(s.Key).Service = s.Entry;
+            {
+                var fe = Entries(s.Key);
+                if (fe.Service is { } prev)
+                    Unref(_serviceRevNatRefs, prev.RevNatId);
+                fe.Service = s.Entry;
+                _serviceRevNatRefs[s.Entry.RevNatId] = _serviceRevNatRefs.GetValueOrDefault(s.Entry.RevNatId) + 1;
                 break;
+            }
             case LbOp.DeleteService s:
-                if (Frontends.TryGetValue(s.Key, out var fs))
+                if (_frontends.TryGetValue(s.Key, out var fs) && fs.Service is { } was)
                 {
+                    Unref(_serviceRevNatRefs, was.RevNatId);
                     fs.Service = null;
                     DropIfEmpty(s.Key, fs);
                 }
                 break;
             case LbOp.UpsertSlot s:
-                Entries(s.Key).Slots[s.Slot] = s.BackendId;
+            {
+                var fe = Entries(s.Key);
+                if (fe.Slots.TryGetValue(s.Slot, out var prevId))
+                    Unref(_slotRefs, prevId);
+                fe.Slots[s.Slot] = s.BackendId;
+                _slotRefs[s.BackendId] = _slotRefs.GetValueOrDefault(s.BackendId) + 1;
                 break;
+            }
             case LbOp.DeleteSlot s:
-                if (Frontends.TryGetValue(s.Key, out var fe))
+                if (_frontends.TryGetValue(s.Key, out var fd) && fd.Slots.Remove(s.Slot, out var removed))
                 {
-                    fe.Slots.Remove(s.Slot);
-                    DropIfEmpty(s.Key, fe);
+                    Unref(_slotRefs, removed);
+                    DropIfEmpty(s.Key, fd);
                 }
                 break;
             default:
@@ -107,17 +160,28 @@ public sealed class LbState
         }
     }
 
+    private static void Unref<TKey>(Dictionary<TKey, int> refs, TKey key) where TKey : notnull
+    {
+        if (refs.TryGetValue(key, out var n))
+        {
+            if (n <= 1)
+                refs.Remove(key);
+            else
+                refs[key] = n - 1;
+        }
+    }
+
     private FrontendEntries Entries(FrontendKey key)
     {
-        if (!Frontends.TryGetValue(key, out var e))
-            Frontends[key] = e = new FrontendEntries();
+        if (!_frontends.TryGetValue(key, out var e))
+            _frontends[key] = e = new FrontendEntries();
         return e;
     }
 
     private void DropIfEmpty(FrontendKey key, FrontendEntries e)
     {
         if (e.Service is null && e.Slots.Count == 0)
-            Frontends.Remove(key);
+            _frontends.Remove(key);
     }
 }
 
@@ -125,6 +189,8 @@ public sealed class LbState
 public abstract record LbOp
 {
     private LbOp() { }
+
+    public bool IsDelete => this is DeleteBackend or DeleteRevNat or DeleteName or DeleteSlot or DeleteService;
 
     public sealed record UpsertBackend(uint Id, BackendEntry Entry) : LbOp;
     public sealed record DeleteBackend(uint Id) : LbOp;

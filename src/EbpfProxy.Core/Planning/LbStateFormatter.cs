@@ -18,7 +18,7 @@ public static class LbStateFormatter
     public static IReadOnlyList<FrontendRow> Rows(LbState state)
     {
         var rows = new List<FrontendRow>();
-        foreach (var (key, fe) in state.Frontends.OrderBy(kv => kv.Key.Frontend.Address, Comparer<System.Net.IPAddress>.Create(Translation.BackendAddressComparer.CompareAddress))
+        foreach (var (key, fe) in state.Frontends.OrderBy(kv => AddressOrder.Key(kv.Key.Frontend.Address))
                      .ThenBy(kv => kv.Key.Frontend.Port).ThenBy(kv => kv.Key.Frontend.Protocol).ThenBy(kv => kv.Key.Scope))
         {
             var problems = new List<string>();

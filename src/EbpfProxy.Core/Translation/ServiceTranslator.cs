@@ -19,31 +19,80 @@ public sealed record TranslationResult(DesiredLbState State, ImmutableArray<Tran
 /// <summary>
 /// Services + EndpointSlices -> frontend entries with their backends, following kube-proxy's
 /// rules (shared/SEMANTICS.md, "Services"). Pure: same snapshot in, same state out.
+/// <para>
+/// An instance caches each service's result keyed by the identity of its Service object and of
+/// its slices (the ClusterStore keeps the same instance for an unchanged object), so a sync after
+/// one EndpointSlice change re-translates one service, and unchanged frontends keep their
+/// FrontendState instance (which lets the syncer plan only what changed).
+/// </para>
 /// </summary>
-public static class ServiceTranslator
+public sealed class ServiceTranslator
 {
     public const string ServiceProxyNameLabel = "service.kubernetes.io/service-proxy-name";
     public const string ServiceNameLabel = "kubernetes.io/service-name";
     public const uint DefaultAffinityTimeoutSeconds = 10800;
 
-    public static TranslationResult Translate(ClusterSnapshot snapshot, NodeContext node)
+    private sealed record CacheEntry(V1Service Service, V1EndpointSlice[] Slices, List<FrontendState> Frontends, List<TranslationError> Errors);
+
+    private readonly NodeContext _node;
+    private Dictionary<string, CacheEntry> _cache = new(StringComparer.Ordinal);
+
+    public ServiceTranslator(NodeContext node) => _node = node;
+
+    /// <summary>Translates a snapshot once, without caching.</summary>
+    public static TranslationResult Translate(ClusterSnapshot snapshot, NodeContext node) => new ServiceTranslator(node).Translate(snapshot);
+
+    public TranslationResult Translate(ClusterSnapshot snapshot)
     {
         var errors = ImmutableArray.CreateBuilder<TranslationError>();
-        var frontends = ImmutableDictionary.CreateBuilder<FrontendKey, FrontendState>();
+        var frontends = new Dictionary<FrontendKey, FrontendState>();
+        var claimedBy = new Dictionary<FrontendKey, string>();
         var slicesByService = GroupSlices(snapshot);
+        var next = new Dictionary<string, CacheEntry>(snapshot.Services.Count, StringComparer.Ordinal);
 
         foreach (var (key, service) in snapshot.Services)
         {
-            try
+            var slices = slicesByService.TryGetValue(key, out var list) ? list.ToArray() : [];
+            if (!_cache.TryGetValue(key, out var entry) || !ReferenceEquals(entry.Service, service) || !SameSlices(entry.Slices, slices))
             {
-                TranslateService(key, service, slicesByService, node, frontends, errors);
+                var fes = new List<FrontendState>();
+                var errs = new List<TranslationError>();
+                try
+                {
+                    TranslateService(key, service, slices, _node, fes, errs);
+                }
+                catch (Exception ex) when (ex is FormatException or ArgumentException or InvalidOperationException or OverflowException)
+                {
+                    fes.Clear();
+                    errs.Add(new TranslationError("Service", key, ex.Message));
+                }
+                entry = new CacheEntry(service, slices, fes, errs);
             }
-            catch (Exception ex) when (ex is FormatException or ArgumentException or InvalidOperationException or OverflowException)
+            next[key] = entry;
+            errors.AddRange(entry.Errors);
+            foreach (var fe in entry.Frontends)
             {
-                errors.Add(new TranslationError("Service", key, ex.Message));
+                if (claimedBy.TryGetValue(fe.Key, out var owner))
+                {
+                    errors.Add(new TranslationError("Service", key, $"frontend {fe.Key} is already claimed by {frontends[fe.Key].Service}; port skipped"));
+                    continue;
+                }
+                claimedBy[fe.Key] = key;
+                frontends[fe.Key] = fe;
             }
         }
-        return new TranslationResult(new DesiredLbState(frontends.ToImmutable()), errors.ToImmutable());
+        _cache = next;
+        return new TranslationResult(new DesiredLbState(frontends), errors.ToImmutable());
+    }
+
+    private static bool SameSlices(V1EndpointSlice[] a, V1EndpointSlice[] b)
+    {
+        if (a.Length != b.Length)
+            return false;
+        for (int i = 0; i < a.Length; i++)
+            if (!ReferenceEquals(a[i], b[i]))
+                return false;
+        return true;
     }
 
     private static Dictionary<string, List<V1EndpointSlice>> GroupSlices(ClusterSnapshot snapshot)
@@ -64,10 +113,10 @@ public static class ServiceTranslator
     private static void TranslateService(
         string key,
         V1Service service,
-        Dictionary<string, List<V1EndpointSlice>> slicesByService,
+        V1EndpointSlice[] slices,
         NodeContext node,
-        ImmutableDictionary<FrontendKey, FrontendState>.Builder frontends,
-        ImmutableArray<TranslationError>.Builder errors)
+        List<FrontendState> frontends,
+        List<TranslationError> errors)
     {
         var spec = service.Spec;
         if (spec is null)
@@ -90,7 +139,6 @@ public static class ServiceTranslator
             affinityTimeout = (uint?)spec.SessionAffinityConfig?.ClientIP?.TimeoutSeconds ?? DefaultAffinityTimeoutSeconds;
         }
 
-        slicesByService.TryGetValue(key, out var slices);
         var ns = service.Metadata?.NamespaceProperty ?? "default";
         var name = service.Metadata?.Name ?? throw new ArgumentException("metadata.name is missing");
 
@@ -119,12 +167,12 @@ public static class ServiceTranslator
                     continue;
                 var (active, terminating) = SelectEndpoints(slices, port, protocol, ip.AddressFamily, node);
                 var fk = new FrontendKey(new Frontend(ip, (ushort)port.Port, protocol), FrontendScope.External);
-                if (frontends.ContainsKey(fk))
+                if (frontends.Any(f => f.Key == fk))
                 {
-                    errors.Add(new TranslationError("Service", key, $"frontend {fk} is already claimed by {frontends[fk].Service}; port skipped"));
+                    errors.Add(new TranslationError("Service", key, $"frontend {fk} is defined twice; port {portName} skipped"));
                     continue;
                 }
-                frontends[fk] = new FrontendState(fk, portName, flags, affinityTimeout, active, terminating);
+                frontends.Add(new FrontendState(fk, portName, flags, affinityTimeout, active, terminating));
             }
         }
     }
@@ -159,14 +207,14 @@ public static class ServiceTranslator
     /// is the slice port whose name and protocol match the service port.
     /// </summary>
     private static (ImmutableArray<Backend> Active, ImmutableArray<Backend> Terminating) SelectEndpoints(
-        List<V1EndpointSlice>? slices, V1ServicePort servicePort, L4Protocol protocol, AddressFamily family, NodeContext node)
+        V1EndpointSlice[] slices, V1ServicePort servicePort, L4Protocol protocol, AddressFamily family, NodeContext node)
     {
         var ready = new SortedDictionary<BackendAddress, Backend>(BackendAddressComparer.Instance);
         var fallback = new SortedDictionary<BackendAddress, Backend>(BackendAddressComparer.Instance);
         var wantType = family == AddressFamily.InterNetwork ? "IPv4" : "IPv6";
         var wantName = servicePort.Name ?? "";
 
-        foreach (var slice in slices ?? [])
+        foreach (var slice in slices)
         {
             if (!string.Equals(slice.AddressType, wantType, StringComparison.Ordinal))
                 continue;

@@ -13,22 +13,21 @@ public static class LbMapIo
     public static LbState Read(LbMaps maps)
     {
         var state = new LbState();
+        foreach (var (id, b) in maps.Lb4Backends.Entries())
+            state.Apply(new LbOp.UpsertBackend(id, new BackendEntry(new BackendAddress(b.AddressBe.ToAddress(), b.PortBe.ToHost(), (L4Protocol)b.Proto), (BackendFlags)b.Flags)));
+        foreach (var (id, r) in maps.Lb4ReverseNat.Entries())
+            state.Apply(new LbOp.UpsertRevNat(id, new RevNatEntry(r.AddressBe.ToAddress(), r.PortBe.ToHost())));
+        foreach (var (id, n) in maps.Names.Entries())
+            state.Apply(new LbOp.UpsertName(id, n.ToString()));
         foreach (var (k, v) in maps.Lb4Services.Entries())
         {
             var key = ToFrontendKey(k);
-            if (!state.Frontends.TryGetValue(key, out var fe))
-                state.Frontends[key] = fe = new FrontendEntries();
             if (k.Slot == 0)
-                fe.Service = new ServiceEntry(v.RevNatId, v.Count, v.TerminatingCount, (ServiceFlags)v.Flags, v.AffinityTimeout);
+                state.Apply(new LbOp.UpsertService(key, new ServiceEntry(v.RevNatId, v.Count, v.TerminatingCount, (ServiceFlags)v.Flags, v.AffinityTimeout)));
             else
-                fe.Slots[k.Slot] = v.BackendId;
+                state.Apply(new LbOp.UpsertSlot(key, k.Slot, v.BackendId));
         }
-        foreach (var (id, b) in maps.Lb4Backends.Entries())
-            state.Backends[id] = new BackendEntry(new BackendAddress(b.AddressBe.ToAddress(), b.PortBe.ToHost(), (L4Protocol)b.Proto), (BackendFlags)b.Flags);
-        foreach (var (id, r) in maps.Lb4ReverseNat.Entries())
-            state.RevNat[id] = new RevNatEntry(r.AddressBe.ToAddress(), r.PortBe.ToHost());
-        foreach (var (id, n) in maps.Names.Entries())
-            state.Names[id] = n.ToString();
+        state.AdoptHighWater();
         return state;
     }
 

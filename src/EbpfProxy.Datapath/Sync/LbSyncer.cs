@@ -22,6 +22,7 @@ public sealed partial class LbSyncer
     private readonly LbLimits _limits;
     private readonly ILogger _logger;
     private LbState? _state;
+    private DesiredLbState? _previous;
 
     public LbSyncer(LbMaps maps, LbLimits limits, ILogger<LbSyncer> logger)
     {
@@ -33,44 +34,56 @@ public sealed partial class LbSyncer
     /// <summary>The model of the maps after the last pass (null before the first).</summary>
     public LbState? Current => _state;
 
-    /// <summary>Brings the maps to <paramref name="desired"/>. With <paramref name="reread"/>, first re-reads the maps (periodic resync: heals drift).</summary>
-    public LbSyncResult Sync(DesiredLbState desired, bool reread = false)
+    /// <summary>
+    /// Brings the maps to <paramref name="desired"/>. Normally only the frontends that changed
+    /// since the previous pass are planned; with <paramref name="full"/> (start, periodic resync,
+    /// after a failure) the maps are re-read and everything is diffed, which heals drift.
+    /// </summary>
+    public LbSyncResult Sync(DesiredLbState desired, bool full = false)
     {
         var sw = Stopwatch.StartNew();
-        if (_state is null || reread)
+        IReadOnlyCollection<FrontendKey>? changed = null;
+        if (_state is null || _previous is null || full)
         {
             var read = LbMapIo.Read(_maps);
             if (_state is not null)
             {
-                read.BackendIdHighWater = _state.BackendIdHighWater;
-                read.RevNatIdHighWater = _state.RevNatIdHighWater;
+                read.BackendIdHighWater = Math.Max(read.BackendIdHighWater, _state.BackendIdHighWater);
+                read.RevNatIdHighWater = Math.Max(read.RevNatIdHighWater, _state.RevNatIdHighWater);
             }
             _state = read;
         }
+        else
+        {
+            changed = desired.ChangedSince(_previous);
+        }
 
-        var plan = LbPlanner.Plan(_state, desired, _limits);
+        var plan = LbPlanner.Plan(_state, desired, _limits, changed);
         int writes = 0, deletes = 0;
+        bool slotsChanged = false;
         try
         {
             foreach (var op in plan.Ops)
             {
                 LbMapIo.Apply(_maps, op);
-                if (op.GetType().Name.StartsWith("Delete", StringComparison.Ordinal))
+                _state.Apply(op);
+                if (op.IsDelete)
                     deletes++;
                 else
                     writes++;
+                slotsChanged |= op is LbOp.DeleteSlot or LbOp.DeleteService or LbOp.UpsertSlot;
             }
         }
         catch
         {
-            // Unknown how far we got: the next pass starts from what the maps really hold.
+            // Unknown how far the kernel got: the next pass starts from what the maps really hold.
             _state = null;
+            _previous = null;
             throw;
         }
+        _previous = desired;
 
-        var before = _state;
-        _state = plan.Next;
-        int purged = plan.Ops.Any(o => o is LbOp.DeleteSlot or LbOp.DeleteService or LbOp.UpsertSlot) ? PurgeStaleConntrack(before, _state) : 0;
+        int purged = slotsChanged ? PurgeStaleConntrack(_state) : 0;
         foreach (var e in plan.Errors)
             LogPlanError(_logger, e.ToString());
         return new LbSyncResult(writes, deletes, purged, plan.Errors, sw.Elapsed);
@@ -81,7 +94,7 @@ public sealed partial class LbSyncer
     /// removed backend's flows (UDP ones especially, which never close) stop at once instead of
     /// after their timeout. Reply entries are matched by their backend address and rev-NAT id.
     /// </summary>
-    private int PurgeStaleConntrack(LbState before, LbState after)
+    private int PurgeStaleConntrack(LbState after)
     {
         // (rev-NAT id, backend id) pairs that remain valid.
         var valid = new HashSet<(ushort, uint)>();

@@ -61,11 +61,11 @@ public sealed partial class ProxyService : BackgroundService
             var attachLoop = AttachLoopAsync(attacher, stoppingToken);
 
             var syncer = new LbSyncer(datapath.Maps, new LbLimits(_datapathOptions.BackendsMax, (ushort)Math.Min(_datapathOptions.RevNatMax - 1, ushort.MaxValue)), _loggers.CreateLogger<LbSyncer>());
-            var node = new NodeContext(_options.NodeName);
+            var translator = new ServiceTranslator(new NodeContext(_options.NodeName));
             var runner = new BoundedFrequencyRunner(
                 (trigger, ct) =>
                 {
-                    SyncOnce(syncer, node, trigger);
+                    SyncOnce(syncer, translator, trigger);
                     return Task.CompletedTask;
                 },
                 new BoundedFrequencyRunnerOptions { MinInterval = _options.MinSyncInterval, MaxInterval = _options.SyncPeriod },
@@ -98,11 +98,11 @@ public sealed partial class ProxyService : BackgroundService
         }
     }
 
-    private void SyncOnce(LbSyncer syncer, NodeContext node, SyncTrigger trigger)
+    private void SyncOnce(LbSyncer syncer, ServiceTranslator translator, SyncTrigger trigger)
     {
         var sw = Stopwatch.StartNew();
         var snapshot = _store.Snapshot();
-        var translation = ServiceTranslator.Translate(snapshot, node);
+        var translation = translator.Translate(snapshot);
         // Report each skipped object once, not on every sync.
         var errors = new HashSet<string>(StringComparer.Ordinal);
         foreach (var e in translation.Errors)
@@ -112,7 +112,7 @@ public sealed partial class ProxyService : BackgroundService
                 LogTranslationError(_logger, e.Kind, e.Object, e.Message);
         }
         _reportedErrors = errors;
-        var result = syncer.Sync(translation.State, reread: trigger == SyncTrigger.Periodic);
+        var result = syncer.Sync(translation.State, full: trigger != SyncTrigger.Requested);
         var n = Interlocked.Increment(ref _syncCount);
         LogSynced(_logger, n, trigger, snapshot.Version, result.Writes, result.Deletes, result.ConntrackPurged, translation.State.Frontends.Count, sw.Elapsed.TotalMilliseconds);
     }
