@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using EbpfProxy.Bench;
+using EbpfProxy.Core.Model;
 using EbpfProxy.Core.Planning;
 using EbpfProxy.Core.Translation;
 
@@ -9,17 +10,27 @@ int eps = args.Length > 1 ? int.Parse(args[1]) : 10;
 var sw = Stopwatch.StartNew();
 var store = ScaleModel.Populate(services, eps);
 Console.WriteLine($"populate {services} services x {eps}: {sw.ElapsedMilliseconds} ms");
-var node = new NodeContext("node-1");
-LbState state = new();
-for (int round = 0; round < 5; round++)
+var translator = new ServiceTranslator(new NodeContext("node-1"));
+var state = new LbState();
+DesiredLbState? previous = null;
+var samples = new List<double>();
+for (int round = 0; round < 200; round++)
 {
     sw.Restart();
-    var t = ServiceTranslator.Translate(store.Snapshot(), node);
+    var t = translator.Translate(store.Snapshot());
     var tt = sw.Elapsed.TotalMilliseconds;
-    sw.Restart();
-    var plan = LbPlanner.Plan(state, t.State);
-    Console.WriteLine($"round {round}: translate {tt:F1} ms, plan {sw.Elapsed.TotalMilliseconds:F1} ms, ops {plan.Ops.Count}");
-    state = plan.Next;
-    store.Upsert(ScaleModel.Slice(round, eps, generation: round + 2));
+    var changed = previous is null ? null : t.State.ChangedSince(previous);
+    var plan = LbPlanner.Plan(state, t.State, changed: changed);
+    foreach (var op in plan.Ops)
+        state.Apply(op);
+    var total = sw.Elapsed.TotalMilliseconds;
+    if (round < 3 || round % 50 == 0)
+        Console.WriteLine($"round {round}: translate {tt:F1} ms, translate+plan+apply {total:F1} ms, ops {plan.Ops.Count}");
+    if (round > 0)
+        samples.Add(total);
+    previous = t.State;
+    store.Upsert(ScaleModel.Slice(round % services, eps, generation: round + 2));
 }
+samples.Sort();
+Console.WriteLine($"per change: p50 {samples[samples.Count / 2]:F1} ms, p99 {samples[(int)(samples.Count * 0.99)]:F1} ms");
 Console.WriteLine($"managed heap {GC.GetTotalMemory(true) / 1048576} MiB, working set {Environment.WorkingSet / 1048576} MiB");
