@@ -16,8 +16,17 @@
 #include "lib/lb.h"
 #include "lib/metrics.h"
 
-static __always_inline int verdict(struct __sk_buff *skb, __u32 reason, __u32 dir)
+static __always_inline int verdict(struct __sk_buff *skb, const struct pkt4 *p, __u32 reason, __u32 dir)
 {
+	int ret;
+
+	if (reason == REASON_REJECT_NO_ENDPOINT || reason == REASON_REJECT_NO_PORT) {
+		ret = reject4(skb, p);
+		if (ret < 0)
+			reason = REASON_DROP_REJECT_FAILED;
+		metrics_count(skb, reason, dir);
+		return ret < 0 ? TC_ACT_SHOT : ret;
+	}
 	metrics_count(skb, reason, dir);
 	return reason >= REASON_DROP_MIN ? TC_ACT_SHOT : TC_ACT_OK;
 }
@@ -31,11 +40,11 @@ int from_pod(struct __sk_buff *skb)
 	case PARSE_OK:
 		break;
 	case PARSE_INVALID:
-		return verdict(skb, REASON_DROP_INVALID, METRICS_DIR_INGRESS);
+		return verdict(skb, &p, REASON_DROP_INVALID, METRICS_DIR_INGRESS);
 	default:
-		return verdict(skb, REASON_PASS_UNSUPPORTED, METRICS_DIR_INGRESS);
+		return verdict(skb, &p, REASON_PASS_UNSUPPORTED, METRICS_DIR_INGRESS);
 	}
-	return verdict(skb, lb4_from_client(skb, &p), METRICS_DIR_INGRESS);
+	return verdict(skb, &p, lb4_from_client(skb, &p), METRICS_DIR_INGRESS);
 }
 
 SEC("tc")
@@ -47,11 +56,11 @@ int to_pod(struct __sk_buff *skb)
 	case PARSE_OK:
 		break;
 	case PARSE_INVALID:
-		return verdict(skb, REASON_DROP_INVALID, METRICS_DIR_EGRESS);
+		return verdict(skb, &p, REASON_DROP_INVALID, METRICS_DIR_EGRESS);
 	default:
-		return verdict(skb, REASON_PASS_UNSUPPORTED, METRICS_DIR_EGRESS);
+		return verdict(skb, &p, REASON_PASS_UNSUPPORTED, METRICS_DIR_EGRESS);
 	}
-	return verdict(skb, lb4_to_client(skb, &p), METRICS_DIR_EGRESS);
+	return verdict(skb, &p, lb4_to_client(skb, &p), METRICS_DIR_EGRESS);
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -48,6 +48,30 @@ public static class ScaleModel
         };
     }
 
+    /// <summary>A pod the size of a typical one (labels, one container with a port, status with IPs and conditions).</summary>
+    public static V1Pod Pod(int i, int endpointsPerService) => new()
+    {
+        ApiVersion = "v1",
+        Kind = "Pod",
+        Metadata = new V1ObjectMeta
+        {
+            Name = $"pod-{i}",
+            NamespaceProperty = $"ns-{i / endpointsPerService % 100}",
+            Labels = new Dictionary<string, string> { ["app"] = $"svc-{i / endpointsPerService}", ["pod-template-hash"] = "5d8f7c9b4" },
+        },
+        Spec = new V1PodSpec
+        {
+            NodeName = $"node-{i % 50}",
+            Containers = [new V1Container { Name = "app", Image = "registry.example/app:1.2.3", Ports = [new V1ContainerPort { Name = "http", ContainerPort = 8080 }] }],
+        },
+        Status = new V1PodStatus
+        {
+            Phase = "Running",
+            PodIP = $"10.{100 + i / 62500}.{i / 250 % 250}.{i % 250 + 1}",
+            Conditions = [new V1PodCondition { Type = "Ready", Status = "True" }],
+        },
+    };
+
     public static ClusterStore Populate(int services, int endpointsPerService)
     {
         var store = new ClusterStore();

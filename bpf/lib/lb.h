@@ -15,6 +15,7 @@
 #include "parse.h"
 #include "nat.h"
 #include "conntrack.h"
+#include "reject.h"
 
 static __always_inline struct lb4_service *lb4_lookup_service(const struct pkt4 *p, __u8 scope)
 {
@@ -62,6 +63,30 @@ static __always_inline __u32 lb4_select_backend(const struct pkt4 *p, const stru
 }
 
 /*
+ * No frontend matched. Inside the service CIDR (when configured) an address
+ * that is a ClusterIP but not on this port/protocol is rejected and any other
+ * address is dropped, as kube-proxy's nftables mode does (it stops scans and
+ * routing loops). Outside it the packet is not ours. Pod-to-pod traffic pays
+ * one array lookup here when the CIDR is configured.
+ */
+static __always_inline __u32 lb4_no_frontend(const struct pkt4 *p)
+{
+	__u32 zero = 0;
+	struct lb_config *cfg = bpf_map_lookup_elem(&lb_config, &zero);
+	bool cidr = cfg && cfg->service_mask_be;
+	struct lb4_key wildcard = {
+		.address_be = p->daddr,
+		.scope = LB_SCOPE_EXTERNAL,
+	};
+
+	if (cidr && (p->daddr & cfg->service_mask_be) != cfg->service_cidr_be)
+		return REASON_PASS_NOT_SERVICE;
+	if (bpf_map_lookup_elem(&lb4_services, &wildcard))
+		return REASON_REJECT_NO_PORT;
+	return cidr ? REASON_DROP_UNALLOCATED_VIP : REASON_PASS_NOT_SERVICE;
+}
+
+/*
  * Client -> frontend. Returns a reason: REASON_FWD_* when the packet was
  * translated, REASON_PASS_* when it is not ours, REASON_DROP_* to drop.
  */
@@ -91,11 +116,11 @@ static __always_inline __u32 lb4_from_client(struct __sk_buff *skb, const struct
 
 	svc = lb4_lookup_service(p, LB_SCOPE_EXTERNAL);
 	if (!svc)
-		return REASON_PASS_NOT_SERVICE;
+		return lb4_no_frontend(p);
 
 	backend_id = lb4_select_backend(p, svc, LB_SCOPE_EXTERNAL);
 	if (!backend_id)
-		return REASON_DROP_NO_BACKEND;
+		return REASON_REJECT_NO_ENDPOINT;
 	be = bpf_map_lookup_elem(&lb4_backends, &backend_id);
 	if (!be)
 		return REASON_DROP_BACKEND_MISSING;

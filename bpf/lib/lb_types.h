@@ -70,6 +70,22 @@ struct lb4_reverse_nat {
 	__u16 pad;
 };
 
+/*
+ * A frontend key with port 0 and proto 0 marks an address as a ClusterIP:
+ * traffic to it on a port or protocol no service defines is rejected
+ * (kube-proxy nftables behaviour). Its value carries LB_SVC_F_WILDCARD.
+ */
+#define LB_SVC_F_WILDCARD (1u << 6)
+
+/* Value of lb_config (array, one entry): node-wide settings written by the
+ * daemon at start-up. */
+struct lb_config {
+	__be32 service_cidr_be; /* --service-cidr network; 0/0 = not configured */
+	__be32 service_mask_be;
+	__u32 flags; /* reserved */
+	__u32 pad;
+};
+
 /* Value of lb_names: the service port a rev-NAT id belongs to, for operators
  * ("namespace/name:port"). The datapath never reads it. */
 #define LB_NAME_LEN 128

@@ -53,6 +53,15 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } lb_names SEC(".maps");
 
+/* Node-wide settings (service CIDR), one entry. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, struct lb_config);
+	__uint(max_entries, 1);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb_config SEC(".maps");
+
 /* Service connections and their replies (LRU: the oldest flows make room). */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);

@@ -25,6 +25,10 @@ enum reason {
 	REASON_DROP_BACKEND_MISSING = 130, /* a slot names a backend that is gone */
 	REASON_DROP_CT_CREATE = 131, /* conntrack entry could not be written */
 	REASON_DROP_NAT = 132, /* rewrite or checksum update failed */
+	REASON_REJECT_NO_ENDPOINT = 133, /* service without usable endpoint: ICMP port unreachable */
+	REASON_REJECT_NO_PORT = 134, /* known ClusterIP, undefined port/protocol: ICMP port unreachable */
+	REASON_DROP_UNALLOCATED_VIP = 135, /* inside the service CIDR, no such ClusterIP */
+	REASON_DROP_REJECT_FAILED = 136, /* could not build the ICMP error */
 	REASON_MAX = 256,
 };
 

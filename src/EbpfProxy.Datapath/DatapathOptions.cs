@@ -20,6 +20,12 @@ public sealed class DatapathOptions
     /// <summary>How often the interface list is re-scanned for new pod interfaces.</summary>
     public TimeSpan InterfaceScanInterval { get; set; } = TimeSpan.FromSeconds(1);
 
+    /// <summary>
+    /// The service CIDR (--service-cidr): inside it, an address that is no ClusterIP is dropped.
+    /// Null: not configured (such traffic passes).
+    /// </summary>
+    public System.Net.IPNetwork? ServiceCidr { get; set; }
+
     public uint ServicesMax { get; set; } = 262144;
     public uint BackendsMax { get; set; } = 262144;
     public uint RevNatMax { get; set; } = 65536;
@@ -35,6 +41,8 @@ public sealed class DatapathOptions
             throw new ArgumentException("at least one pod interface glob is required");
         if (RevNatMax is 0 or > 65536)
             throw new ArgumentException($"rev-NAT map size {RevNatMax} must be within 1..65536 (ids are 16-bit)");
+        if (ServiceCidr is { } cidr && cidr.BaseAddress.AddressFamily != System.Net.Sockets.AddressFamily.InterNetwork)
+            throw new ArgumentException($"--service-cidr {cidr}: only IPv4 is supported so far");
         if (ServicesMax == 0 || BackendsMax == 0 || ConntrackMax == 0)
             throw new ArgumentException("map sizes must be positive");
     }

@@ -24,6 +24,7 @@ public class LayoutTests
         { "ct4_key", typeof(Ct4Key) },
         { "ct_entry", typeof(CtEntry) },
         { "metrics_value", typeof(MetricsValue) },
+        { "lb_config", typeof(LbConfig) },
     };
 
     [Theory]

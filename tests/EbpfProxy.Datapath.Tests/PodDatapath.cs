@@ -20,11 +20,12 @@ public sealed class PodDatapath : IDisposable
 {
     public const uint TcActOk = 0;
     public const uint TcActShot = 2;
+    public const uint TcActRedirect = 7;
 
     private readonly BpfFsMount _bpffs;
     private readonly ClusterStore _store = new();
 
-    public PodDatapath()
+    public PodDatapath(string? serviceCidr = null)
     {
         Privileged.EnsureRoot();
         _bpffs = BpfFsMount.CreateTemp();
@@ -38,6 +39,7 @@ public sealed class PodDatapath : IDisposable
                 ServicesMax = 4096,
                 BackendsMax = 4096,
                 RevNatMax = 1024,
+                ServiceCidr = serviceCidr is null ? null : System.Net.IPNetwork.Parse(serviceCidr),
             };
             Loaded = DatapathLoader.Load(Options, NullLogger.Instance);
             Syncer = new LbSyncer(Loaded.Maps, new Core.Planning.LbLimits(Options.BackendsMax, 1023), NullLogger<LbSyncer>.Instance);

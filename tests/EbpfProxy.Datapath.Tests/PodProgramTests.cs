@@ -163,7 +163,7 @@ public class PodProgramTests
     }
 
     [PrivilegedFact]
-    public void WithNoBackendNothingIsForwardedToAStaleBackend()
+    public void WithNoBackendNothingIsForwardedToAStaleBackendAndTheClientIsRejected()
     {
         using var dp = new PodDatapath();
         dp.Apply(PodDatapath.EchoService(Three));
@@ -180,11 +180,72 @@ public class PodProgramTests
         })
         {
             var (verdict, output) = dp.FromPod(packet);
-            Assert.Equal(PodDatapath.TcActShot, verdict);
-            Assert.DoesNotContain(Packet.Parse(output).Destination, ThreeIps);
+            Assert.Equal(PodDatapath.TcActRedirect, verdict);
+            AssertPortUnreachable(packet, output);
         }
-        Assert.Equal(3UL, dp.Counter(Reason.DropNoBackend, MetricsDirection.Ingress));
+        Assert.Equal(3UL, dp.Counter(Reason.RejectNoEndpoint, MetricsDirection.Ingress));
         Assert.DoesNotContain(dp.Maps.Ct4.Entries(), e => e.Value.BackendId != 0 && e.Key.Dir == CtDirection.Service);
+    }
+
+    /// <summary>The output is an ICMP port unreachable from the original destination to the client, quoting the original.</summary>
+    private static void AssertPortUnreachable(byte[] original, byte[] output)
+    {
+        var o = Packet.Parse(original);
+        var p = Packet.Parse(output);
+        Assert.Equal(o.Destination, p.Source);
+        Assert.Equal(o.Source, p.Destination);
+        Assert.Equal(o.Eth.Source, p.Eth.Destination);
+        Assert.Equal(o.Eth.Destination, p.Eth.Source);
+        Assert.NotNull(p.Icmp);
+        Assert.Equal((3, 3), (p.Icmp!.Type, p.Icmp.Code));
+        Assert.True(p.IpChecksumValid, "IP checksum");
+        Assert.True(p.L4ChecksumValid, "ICMP checksum");
+        // RFC 792: the original IP header and the first 8 bytes of its payload.
+        Assert.Equal(original.AsSpan(14, 28).ToArray(), p.Payload);
+    }
+
+    [PrivilegedFact]
+    public void AKnownClusterIpOnAnUndefinedPortOrProtocolIsRejected()
+    {
+        using var dp = new PodDatapath("10.96.0.0/12");
+        dp.Apply(PodDatapath.EchoService(Three)); // defines TCP/80 and UDP/80 only
+        foreach (var packet in new[]
+        {
+            PacketBuilder.Tcp(PodDatapath.Client, 1000, PodDatapath.Vip, 443),
+            PacketBuilder.Udp(PodDatapath.Client, 1000, PodDatapath.Vip, 53, "q"u8),
+        })
+        {
+            var (verdict, output) = dp.FromPod(packet);
+            Assert.Equal(PodDatapath.TcActRedirect, verdict);
+            AssertPortUnreachable(packet, output);
+        }
+        Assert.Equal(2UL, dp.Counter(Reason.RejectNoPort, MetricsDirection.Ingress));
+    }
+
+    [PrivilegedFact]
+    public void AnUnallocatedAddressInTheServiceCidrIsDroppedAndOtherTrafficPasses()
+    {
+        using var dp = new PodDatapath("10.96.0.0/12");
+        dp.Apply(PodDatapath.EchoService(Three));
+        var unallocated = PacketBuilder.Tcp(PodDatapath.Client, 1000, IPAddress.Parse("10.96.7.7"), 80);
+        Assert.Equal(PodDatapath.TcActShot, dp.FromPod(unallocated).Verdict);
+        Assert.Equal(1UL, dp.Counter(Reason.DropUnallocatedVip, MetricsDirection.Ingress));
+
+        var podToPod = PacketBuilder.Tcp(PodDatapath.Client, 1000, IPAddress.Parse("10.244.0.12"), 8080);
+        var (verdict, output) = dp.FromPod(podToPod);
+        Assert.Equal(PodDatapath.TcActOk, verdict);
+        Assert.Equal(podToPod, output);
+    }
+
+    [PrivilegedFact]
+    public void WithoutAServiceCidrUnknownAddressesPass()
+    {
+        using var dp = new PodDatapath();
+        dp.Apply(PodDatapath.EchoService(Three));
+        var packet = PacketBuilder.Tcp(PodDatapath.Client, 1000, IPAddress.Parse("10.96.7.7"), 80);
+        var (verdict, output) = dp.FromPod(packet);
+        Assert.Equal(PodDatapath.TcActOk, verdict);
+        Assert.Equal(packet, output);
     }
 
     [PrivilegedFact]
@@ -204,7 +265,6 @@ public class PodProgramTests
     public static TheoryData<string, byte[]> UnmatchedPackets() => new()
     {
         { "pod to pod, no service", PacketBuilder.Tcp(PodDatapath.Client, 1234, IPAddress.Parse("10.244.0.12"), 8080) },
-        { "VIP on another port", PacketBuilder.Tcp(PodDatapath.Client, 1234, PodDatapath.Vip, 443) },
         { "VIP with another protocol", PacketBuilder.IcmpEcho(PodDatapath.Client, PodDatapath.Vip) },
         { "ARP", PacketBuilder.Arp(PodDatapath.Client, PodDatapath.Vip) },
         { "IPv6", PacketBuilder.Ipv6Udp(IPAddress.Parse("fd00::2"), 1, IPAddress.Parse("fd00::42"), 80) },

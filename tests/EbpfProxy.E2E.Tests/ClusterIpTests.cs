@@ -37,14 +37,17 @@ public class ClusterIpTests(ITestOutputHelper output)
         Assert.All(await s.TcpRoundAsync(10), b => Assert.Equal(heldBackend, b));
         Assert.All(await s.UdpRoundAsync(10), b => Assert.Equal(heldBackend, b));
 
-        // 1 -> 0: no backend, so a new connection is not forwarded anywhere.
+        // 1 -> 0: no backend, so a new connection is rejected at once (ICMP port unreachable).
         s.WriteManifest([]);
         took = await s.WaitForMapBackendsAsync([], TimeSpan.FromSeconds(5));
         output.WriteLine($"1 -> 0 programmed in {took.TotalMilliseconds:F0} ms");
         Assert.True(took < TimeSpan.FromSeconds(1), $"1 -> 0 took {took}");
+        var refusedIn = System.Diagnostics.Stopwatch.StartNew();
         var refused = await Assert.ThrowsAsync<ProbeFailedException>(() =>
-            TcpProbe.RequestAsync(s.Client.Ns, ProxyScenario.Vip, ProxyScenario.ServicePort, "nobody", TimeSpan.FromMilliseconds(700)));
-        output.WriteLine($"with no backend: {refused.Failure}");
+            TcpProbe.RequestAsync(s.Client.Ns, ProxyScenario.Vip, ProxyScenario.ServicePort, "nobody", TimeSpan.FromSeconds(3)));
+        output.WriteLine($"with no backend: {refused.Failure} after {refusedIn.ElapsedMilliseconds} ms");
+        Assert.Equal(ProbeFailure.Refused, refused.Failure);
+        Assert.True(refusedIn.Elapsed < TimeSpan.FromSeconds(1), $"refusal took {refusedIn.Elapsed}");
         await Assert.ThrowsAsync<ProbeFailedException>(() =>
             UdpProbe.RequestAsync(s.Client.Ns, ProxyScenario.Vip, ProxyScenario.ServicePort, "nobody", TimeSpan.FromMilliseconds(700)));
 

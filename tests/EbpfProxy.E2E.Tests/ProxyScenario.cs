@@ -6,6 +6,8 @@ using EbpfProxy.Core.Planning;
 using EbpfProxy.Datapath.Maps;
 using EbpfProxy.Datapath.Sync;
 using EbpfProxy.Testing;
+using EbpfProxy.Testing.KubeApi;
+using k8s.Models;
 using Xunit.Abstractions;
 
 namespace EbpfProxy.E2E.Tests;
@@ -40,24 +42,102 @@ public sealed class ProxyScenario : IAsyncDisposable
     public string PinPath => Path.Combine(_bpffs.Path, "ebpf-proxy");
     public string BpfFsPath => _bpffs.Path;
 
+    /// <summary>
+    /// API mode: a fake Kubernetes API server listening inside the node namespace (on its own
+    /// loopback, unreachable from anywhere else), the daemon started with --kubeconfig.
+    /// </summary>
+    public FakeKubeApiServer? Api { get; private set; }
+
+    private string? _kubeconfig;
+
+    public static async Task<ProxyScenario> StartWithApiAsync(ITestOutputHelper output, int echoPods, IEnumerable<string> initialBackends, bool waitForFirstSync = true)
+    {
+        Privileged.EnsureRoot();
+        var s = new ProxyScenario(output);
+        try
+        {
+            var node = s.BuildPods(echoPods);
+            s.Api = await FakeKubeApiServer.StartInNamespaceAsync(node.Ns, IPAddress.Loopback, 6443);
+            s._kubeconfig = s.Api.WriteKubeconfig(Path.Combine(s.ManifestDir, "kubeconfig"));
+            s.Api.Upsert(new V1Node { Metadata = new V1ObjectMeta { Name = "node", Labels = new Dictionary<string, string> { ["topology.kubernetes.io/zone"] = "zone-a" } } });
+            s.Api.Upsert(EchoService());
+            s.Api.Upsert(EchoSlice(initialBackends.Select(n => s.Echo[n].Ip)));
+            if (waitForFirstSync)
+            {
+                await s.StartDaemonAsync();
+                await s.WaitForAttachmentsAsync(1 + echoPods);
+            }
+            return s;
+        }
+        catch
+        {
+            await s.DisposeAsync();
+            throw;
+        }
+    }
+
+    public static V1Service EchoService() => new()
+    {
+        Metadata = new V1ObjectMeta { Name = "echo", NamespaceProperty = "default" },
+        Spec = new V1ServiceSpec
+        {
+            ClusterIP = Vip.ToString(),
+            ClusterIPs = [Vip.ToString()],
+            Selector = new Dictionary<string, string> { ["app"] = "echo" },
+            Ports =
+            [
+                new V1ServicePort { Name = "http", Port = ServicePort, TargetPort = TargetPort, Protocol = "TCP" },
+                new V1ServicePort { Name = "udp", Port = ServicePort, TargetPort = TargetPort, Protocol = "UDP" },
+            ],
+        },
+    };
+
+    /// <summary>The echo service's EndpointSlice, as the EndpointSlice controller would write it.</summary>
+    public static V1EndpointSlice EchoSlice(IEnumerable<IPAddress> backends) => new()
+    {
+        Metadata = new V1ObjectMeta
+        {
+            Name = "echo-abcde",
+            NamespaceProperty = "default",
+            Labels = new Dictionary<string, string> { ["kubernetes.io/service-name"] = "echo" },
+            Annotations = new Dictionary<string, string> { ["endpoints.kubernetes.io/last-change-trigger-time"] = DateTime.UtcNow.ToString("yyyy-MM-ddTHH:mm:ssZ") },
+        },
+        AddressType = "IPv4",
+        Ports =
+        [
+            new Discoveryv1EndpointPort { Name = "http", Port = TargetPort, Protocol = "TCP" },
+            new Discoveryv1EndpointPort { Name = "udp", Port = TargetPort, Protocol = "UDP" },
+        ],
+        Endpoints = [.. backends.Select(ip => new V1Endpoint { Addresses = [ip.ToString()], Conditions = new V1EndpointConditions { Ready = true }, NodeName = "node" })],
+    };
+
+    /// <summary>Points the echo slice at these backends through the API.</summary>
+    public void SetApiBackends(IEnumerable<string> backends) => Api!.Upsert(EchoSlice(backends.Select(n => Echo[n].Ip)));
+
+    private Node BuildPods(int echoPods)
+    {
+        var node = _topo.AddNode("node");
+        _node = node;
+        Client = node.AddPod("client", IPAddress.Parse("10.244.0.2"));
+        for (int i = 1; i <= echoPods; i++)
+        {
+            var name = $"echo-{i}";
+            var pod = node.AddPod(name, IPAddress.Parse($"10.244.0.{10 + i}"));
+            Echo[name] = pod;
+            _servers.Add(EchoServer.StartTcp(pod.Ns, pod.Ip, TargetPort, name));
+            _servers.Add(EchoServer.StartUdp(pod.Ns, pod.Ip, TargetPort, name));
+        }
+        return node;
+    }
+
     public static async Task<ProxyScenario> StartAsync(ITestOutputHelper output, int echoPods, IEnumerable<string> initialBackends)
     {
         Privileged.EnsureRoot();
         var s = new ProxyScenario(output);
         try
         {
-            var node = s._topo.AddNode("node");
-            s.Client = node.AddPod("client", IPAddress.Parse("10.244.0.2"));
-            for (int i = 1; i <= echoPods; i++)
-            {
-                var name = $"echo-{i}";
-                var pod = node.AddPod(name, IPAddress.Parse($"10.244.0.{10 + i}"));
-                s.Echo[name] = pod;
-                s._servers.Add(EchoServer.StartTcp(pod.Ns, pod.Ip, TargetPort, name));
-                s._servers.Add(EchoServer.StartUdp(pod.Ns, pod.Ip, TargetPort, name));
-            }
+            s.BuildPods(echoPods);
             s.WriteManifest(initialBackends);
-            s._node = node;
             await s.StartDaemonAsync();
             await s.WaitForAttachmentsAsync(1 + echoPods);
             return s;
@@ -72,13 +152,25 @@ public sealed class ProxyScenario : IAsyncDisposable
     private Node _node = null!;
 
     /// <summary>Starts `ebpf-proxy run` in the node namespace and waits for its first sync; returns that sync's log line.</summary>
-    public async Task<string> StartDaemonAsync()
+    public async Task<string> StartDaemonAsync(bool waitForFirstSync = true)
     {
+        string[] source = _kubeconfig is null ? ["--manifests", ManifestDir] : ["--kubeconfig", _kubeconfig];
         Daemon = DaemonProcess.Start(_node.Ns, Binaries.EbpfProxy,
-            ["run", "--manifests", ManifestDir, "--bpffs", _bpffs.Path, "--node-name", "node", "--min-sync-interval", "0",
+            ["run", .. source, "--bpffs", _bpffs.Path, "--node-name", "node", "--min-sync-interval", "0",
              "--bpf-dir", Binaries.BpfDir, "--conntrack-max", "65536"]);
+        if (!waitForFirstSync)
+            return "";
         var m = await Daemon.WaitForOutputAsync(new Regex(@"Sync #1 .*"), TimeSpan.FromSeconds(30));
         return m.Value;
+    }
+
+    /// <summary>Number of entries in the pinned lb4_services map (0 when the daemon has not written it).</summary>
+    public int ServiceMapEntries()
+    {
+        if (!File.Exists(Path.Combine(PinPath, LbMaps.Services)))
+            return 0;
+        using var maps = LbMaps.OpenPinned(PinPath);
+        return maps.Lb4Services.Keys().Count();
     }
 
     /// <summary>Rewrites the manifest: Service echo (TCP and UDP port 80 -> 8080) and the named pods.</summary>
@@ -122,7 +214,10 @@ public sealed class ProxyScenario : IAsyncDisposable
         var fe = state.Frontends.FirstOrDefault(kv => kv.Key.Frontend.Address.Equals(Vip) && kv.Key.Frontend.Protocol == Core.Model.L4Protocol.Tcp).Value;
         if (fe?.Service is not { } svc)
             return null;
-        return fe.Slots.Where(s => s.Key <= svc.Count + svc.TerminatingCount).Select(s => state.Backends[s.Value].Address.Address).ToHashSet();
+        // The daemon may be writing while we read: a slot can name a backend written after our
+        // read of the backends map. Report such a torn read as "unknown" (0.0.0.0).
+        return fe.Slots.Where(s => s.Key <= svc.Count + svc.TerminatingCount)
+            .Select(s => state.Backends.TryGetValue(s.Value, out var be) ? be.Address.Address : IPAddress.Any).ToHashSet();
     }
 
     /// <summary>Waits until the maps hold exactly <paramref name="expected"/>; returns how long that took.</summary>
@@ -188,6 +283,8 @@ public sealed class ProxyScenario : IAsyncDisposable
             _output.WriteLine(Daemon.FormatOutput("ebpf-proxy output"));
             await Daemon.DisposeAsync();
         }
+        if (Api is not null)
+            await Api.DisposeAsync();
         foreach (var s in _servers)
             await s.DisposeAsync();
         _topo.Dispose();

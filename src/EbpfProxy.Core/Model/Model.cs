@@ -6,6 +6,8 @@ namespace EbpfProxy.Core.Model;
 /// <summary>IP protocol numbers, as the datapath stores them.</summary>
 public enum L4Protocol : byte
 {
+    /// <summary>Wildcard frontends only: any protocol on any port of a ClusterIP.</summary>
+    Any = 0,
     Tcp = 6,
     Udp = 17,
     Sctp = 132,
@@ -66,6 +68,8 @@ public enum ServiceFlags : ushort
     NodePort = 1 << 3,
     ExternalIp = 1 << 4,
     LoadBalancer = 1 << 5,
+    /// <summary>Marks a ClusterIP (port 0, protocol Any): undefined ports are rejected.</summary>
+    Wildcard = 1 << 6,
 }
 
 /// <summary>One backend as a service port uses it.</summary>

@@ -7,14 +7,42 @@ using k8s.Models;
 
 namespace EbpfProxy.Core.Translation;
 
-/// <summary>Node facts the translation depends on.</summary>
-public sealed record NodeContext(string NodeName)
+/// <summary>Node facts the translation depends on, from this node's Node object when there is one.</summary>
+public sealed record NodeContext(string NodeName, string? Zone = null, ImmutableArray<IPAddress> Addresses = default)
 {
+    public const string ZoneLabel = "topology.kubernetes.io/zone";
+
     public static NodeContext Default { get; } = new("");
+
+    /// <summary>The node's facts: name as configured, zone label and InternalIP/ExternalIP addresses from its Node object.</summary>
+    public static NodeContext From(string nodeName, V1Node? node)
+    {
+        if (node is null)
+            return new NodeContext(nodeName, null, []);
+        string? zone = node.Metadata?.Labels is { } l && l.TryGetValue(ZoneLabel, out var z) ? z : null;
+        var addresses = ImmutableArray.CreateBuilder<IPAddress>();
+        foreach (var a in node.Status?.Addresses ?? [])
+            if (a.Type is "InternalIP" or "ExternalIP" && IPAddress.TryParse(a.Address, out var ip) && !addresses.Contains(ip))
+                addresses.Add(ip);
+        return new NodeContext(nodeName, zone, addresses.ToImmutable());
+    }
+
+    public bool Equals(NodeContext? other) =>
+        other is not null && NodeName == other.NodeName && Zone == other.Zone
+        && (Addresses.IsDefault ? [] : Addresses).SequenceEqual(other.Addresses.IsDefault ? [] : other.Addresses);
+
+    public override int GetHashCode() => HashCode.Combine(NodeName, Zone);
 }
 
-/// <summary>Result of translating a snapshot: the desired state plus the objects that were skipped and why.</summary>
-public sealed record TranslationResult(DesiredLbState State, ImmutableArray<TranslationError> Errors);
+/// <summary>
+/// Result of translating a snapshot: the desired state, the objects that were skipped and why,
+/// and the EndpointSlices this translation saw for the first time (for the network programming
+/// latency SLI).
+/// </summary>
+public sealed record TranslationResult(DesiredLbState State, ImmutableArray<TranslationError> Errors)
+{
+    public IReadOnlyList<V1EndpointSlice> NewSlices { get; init; } = [];
+}
 
 /// <summary>
 /// Services + EndpointSlices -> frontend entries with their backends, following kube-proxy's
@@ -39,6 +67,8 @@ public sealed class ServiceTranslator
 
     public ServiceTranslator(NodeContext node) => _node = node;
 
+    public NodeContext Node => _node;
+
     /// <summary>Translates a snapshot once, without caching.</summary>
     public static TranslationResult Translate(ClusterSnapshot snapshot, NodeContext node) => new ServiceTranslator(node).Translate(snapshot);
 
@@ -49,6 +79,7 @@ public sealed class ServiceTranslator
         var claimedBy = new Dictionary<FrontendKey, string>();
         var slicesByService = GroupSlices(snapshot);
         var next = new Dictionary<string, CacheEntry>(snapshot.Services.Count, StringComparer.Ordinal);
+        var newSlices = new List<V1EndpointSlice>();
 
         foreach (var (key, service) in snapshot.Services)
         {
@@ -66,6 +97,10 @@ public sealed class ServiceTranslator
                     fes.Clear();
                     errs.Add(new TranslationError("Service", key, ex.Message));
                 }
+                var known = _cache.TryGetValue(key, out var old) ? old.Slices : [];
+                foreach (var slice in slices)
+                    if (Array.IndexOf(known, slice) < 0)
+                        newSlices.Add(slice);
                 entry = new CacheEntry(service, slices, fes, errs);
             }
             next[key] = entry;
@@ -82,7 +117,7 @@ public sealed class ServiceTranslator
             }
         }
         _cache = next;
-        return new TranslationResult(new DesiredLbState(frontends), errors.ToImmutable());
+        return new TranslationResult(new DesiredLbState(frontends), errors.ToImmutable()) { NewSlices = newSlices };
     }
 
     private static bool SameSlices(V1EndpointSlice[] a, V1EndpointSlice[] b)
@@ -130,6 +165,8 @@ public sealed class ServiceTranslator
         var clusterIps = ClusterIps(spec);
         if (clusterIps.Count == 0)
             return; // headless, or not allocated yet
+        var ns = service.Metadata?.NamespaceProperty ?? "default";
+        var name = service.Metadata?.Name ?? throw new ArgumentException("metadata.name is missing");
 
         var flags = ServiceFlags.None;
         uint affinityTimeout = 0;
@@ -139,8 +176,15 @@ public sealed class ServiceTranslator
             affinityTimeout = (uint?)spec.SessionAffinityConfig?.ClientIP?.TimeoutSeconds ?? DefaultAffinityTimeoutSeconds;
         }
 
-        var ns = service.Metadata?.NamespaceProperty ?? "default";
-        var name = service.Metadata?.Name ?? throw new ArgumentException("metadata.name is missing");
+        // Each ClusterIP is marked as one, so traffic to a port or protocol it does not define is
+        // rejected rather than leaking to the network (kube-proxy's nftables mode).
+        foreach (var ip in clusterIps)
+        {
+            if (ip.AddressFamily != AddressFamily.InterNetwork)
+                continue;
+            var wk = new FrontendKey(new Frontend(ip, 0, L4Protocol.Any), FrontendScope.External);
+            frontends.Add(new FrontendState(wk, new ServicePortName(ns, name, "*"), ServiceFlags.Wildcard, 0, [], []));
+        }
 
         foreach (var port in spec.Ports ?? [])
         {

@@ -63,13 +63,30 @@ public static partial class DatapathLoader
             obj.GetMap(LbMaps.Conntrack).SetMaxEntries(options.ConntrackMax);
             obj.Load();
             LogLoaded(logger, path, options.PinPath);
-            return new LoadedDatapath(obj);
+            var loaded = new LoadedDatapath(obj);
+            WriteConfig(loaded.Maps, options);
+            return loaded;
         }
         catch
         {
             obj.Dispose();
             throw;
         }
+    }
+
+    /// <summary>Writes the node-wide settings the programs read (idempotent).</summary>
+    public static void WriteConfig(LbMaps maps, DatapathOptions options)
+    {
+        var config = default(LbConfig);
+        if (options.ServiceCidr is { } cidr)
+        {
+            Span<byte> mask = stackalloc byte[4];
+            uint bits = cidr.PrefixLength == 0 ? 0 : uint.MaxValue << (32 - cidr.PrefixLength);
+            System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(mask, bits);
+            config.ServiceCidrBe = Be32Address.FromAddress(cidr.BaseAddress);
+            config.ServiceMaskBe = Be32Address.FromAddress(new System.Net.IPAddress(mask));
+        }
+        maps.Config.Update(0u, config);
     }
 
     /// <summary>Mounts bpffs at <paramref name="root"/> when it is not mounted there (nodes do not always boot with it).</summary>

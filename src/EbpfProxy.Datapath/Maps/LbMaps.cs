@@ -14,8 +14,9 @@ public sealed class LbMaps : IDisposable
     public const string NamesMap = "lb_names";
     public const string Conntrack = "ct4";
     public const string MetricsMap = "metrics";
+    public const string ConfigMap = "lb_config";
 
-    public static readonly string[] All = [Services, Backends, ReverseNat, NamesMap, Conntrack, MetricsMap];
+    public static readonly string[] All = [Services, Backends, ReverseNat, NamesMap, Conntrack, MetricsMap, ConfigMap];
 
     private readonly IReadOnlyList<IDisposable> _owned;
 
@@ -27,6 +28,7 @@ public sealed class LbMaps : IDisposable
         Names = open(NamesMap).As<ushort, LbName>();
         Ct4 = open(Conntrack).As<Ct4Key, CtEntry>();
         Metrics = open(MetricsMap).AsPerCpu<uint, MetricsValue>();
+        Config = open(ConfigMap).As<uint, LbConfig>();
         _owned = owned ?? [];
     }
 
@@ -36,6 +38,7 @@ public sealed class LbMaps : IDisposable
     public BpfMap<ushort, LbName> Names { get; }
     public BpfMap<Ct4Key, CtEntry> Ct4 { get; }
     public BpfPerCpuMap<uint, MetricsValue> Metrics { get; }
+    public BpfMap<uint, LbConfig> Config { get; }
 
     /// <summary>The maps of a loaded object.</summary>
     public static LbMaps FromObject(BpfObject obj) => new(name => obj.GetMap(name).Map);

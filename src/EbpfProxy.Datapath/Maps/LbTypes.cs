@@ -75,3 +75,13 @@ public unsafe struct LbName
         }
     }
 }
+
+/// <summary>struct lb_config: node-wide settings, one entry.</summary>
+[StructLayout(LayoutKind.Sequential)]
+public struct LbConfig
+{
+    public Be32Address ServiceCidrBe;
+    public Be32Address ServiceMaskBe;
+    public uint Flags;
+    public uint Pad;
+}

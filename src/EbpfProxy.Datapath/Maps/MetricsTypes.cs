@@ -20,6 +20,10 @@ public enum Reason : byte
     DropBackendMissing = 130,
     DropConntrackCreate = 131,
     DropNat = 132,
+    RejectNoEndpoint = 133,
+    RejectNoPort = 134,
+    DropUnallocatedVip = 135,
+    DropRejectFailed = 136,
 }
 
 public enum MetricsDirection : byte
@@ -59,6 +63,10 @@ public static class ReasonInfo
         Reason.DropBackendMissing => "backend_missing",
         Reason.DropConntrackCreate => "conntrack_create_failed",
         Reason.DropNat => "nat_failed",
+        Reason.RejectNoEndpoint => "reject_no_endpoint",
+        Reason.RejectNoPort => "reject_undefined_port",
+        Reason.DropUnallocatedVip => "unallocated_service_ip",
+        Reason.DropRejectFailed => "reject_failed",
         _ => $"reason_{(byte)reason}",
     };
 }

@@ -13,12 +13,9 @@ public static class LbMapIo
     public static LbState Read(LbMaps maps)
     {
         var state = new LbState();
-        foreach (var (id, b) in maps.Lb4Backends.Entries())
-            state.Apply(new LbOp.UpsertBackend(id, new BackendEntry(new BackendAddress(b.AddressBe.ToAddress(), b.PortBe.ToHost(), (L4Protocol)b.Proto), (BackendFlags)b.Flags)));
-        foreach (var (id, r) in maps.Lb4ReverseNat.Entries())
-            state.Apply(new LbOp.UpsertRevNat(id, new RevNatEntry(r.AddressBe.ToAddress(), r.PortBe.ToHost())));
-        foreach (var (id, n) in maps.Names.Entries())
-            state.Apply(new LbOp.UpsertName(id, n.ToString()));
+        // Frontends first, backends last: the syncer writes a backend before any slot names it
+        // and deletes it only after no slot does, so a reader racing with it sees every new slot's
+        // backend. (The daemon itself reads only while it is the one writer.)
         foreach (var (k, v) in maps.Lb4Services.Entries())
         {
             var key = ToFrontendKey(k);
@@ -27,6 +24,12 @@ public static class LbMapIo
             else
                 state.Apply(new LbOp.UpsertSlot(key, k.Slot, v.BackendId));
         }
+        foreach (var (id, r) in maps.Lb4ReverseNat.Entries())
+            state.Apply(new LbOp.UpsertRevNat(id, new RevNatEntry(r.AddressBe.ToAddress(), r.PortBe.ToHost())));
+        foreach (var (id, n) in maps.Names.Entries())
+            state.Apply(new LbOp.UpsertName(id, n.ToString()));
+        foreach (var (id, b) in maps.Lb4Backends.Entries())
+            state.Apply(new LbOp.UpsertBackend(id, new BackendEntry(new BackendAddress(b.AddressBe.ToAddress(), b.PortBe.ToHost(), (L4Protocol)b.Proto), (BackendFlags)b.Flags)));
         state.AdoptHighWater();
         return state;
     }

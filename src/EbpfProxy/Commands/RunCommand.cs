@@ -1,7 +1,9 @@
 using System.CommandLine;
 using EbpfProxy.Core.Cluster;
+using EbpfProxy.Core.Metrics;
 using EbpfProxy.Daemon;
 using EbpfProxy.Datapath;
+using EbpfProxy.Kubernetes.Api;
 using EbpfProxy.Kubernetes.Manifests;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
@@ -14,7 +16,8 @@ internal static class RunCommand
 {
     public static Command Create()
     {
-        var manifests = new Option<string?>("--manifests") { Description = "standalone mode: follow the Kubernetes YAML/JSON manifests in this folder" };
+        var manifests = new Option<string?>("--manifests") { Description = "standalone mode: follow the Kubernetes YAML/JSON manifests in this folder instead of an API server" };
+        var kubeconfig = new Option<string?>("--kubeconfig") { Description = "kubeconfig of the API server (default: the in-cluster service account)" };
         var nodeName = new Option<string>("--node-name")
         {
             Description = "this node's name (default: $NODE_NAME, else the host name)",
@@ -30,17 +33,19 @@ internal static class RunCommand
         };
         var minSync = new Option<double>("--min-sync-interval") { Description = "seconds between two syncs at least (kube-proxy's --min-sync-period)", DefaultValueFactory = _ => 1.0 };
         var syncPeriod = new Option<double>("--sync-period") { Description = "seconds between full resyncs that heal drift in the maps", DefaultValueFactory = _ => 30.0 };
+        var serviceCidr = new Option<string?>("--service-cidr") { Description = "the cluster's service CIDR: unallocated addresses in it are dropped, as kube-proxy's nftables mode does" };
         var ctMax = new Option<uint>("--conntrack-max") { Description = "conntrack map size", DefaultValueFactory = _ => 524288u };
 
         var cmd = new Command("run", "run the proxy daemon on this node")
         {
-            manifests, nodeName, bpffs, bpfDir, podInterfaces, minSync, syncPeriod, ctMax,
+            manifests, kubeconfig, nodeName, bpffs, bpfDir, podInterfaces, minSync, syncPeriod, serviceCidr, ctMax,
         };
         cmd.SetAction(async (parse, ct) =>
         {
             var proxyOptions = new ProxyOptions
             {
                 ManifestsDirectory = parse.GetValue(manifests),
+                KubeconfigPath = parse.GetValue(kubeconfig),
                 NodeName = parse.GetValue(nodeName) ?? "",
                 MinSyncInterval = TimeSpan.FromSeconds(parse.GetValue(minSync)),
                 SyncPeriod = TimeSpan.FromSeconds(parse.GetValue(syncPeriod)),
@@ -54,6 +59,12 @@ internal static class RunCommand
             };
             try
             {
+                if (proxyOptions.ManifestsDirectory is null)
+                    new KubernetesApiSourceOptions { KubeconfigPath = proxyOptions.KubeconfigPath, NodeName = proxyOptions.NodeName }.Validate();
+                if (parse.GetValue(serviceCidr) is { Length: > 0 } cidrText)
+                    datapathOptions.ServiceCidr = System.Net.IPNetwork.TryParse(cidrText.Trim(), out var cidr)
+                        ? cidr
+                        : throw new ArgumentException($"--service-cidr '{cidrText}' is not a CIDR (for example 10.96.0.0/12)");
                 proxyOptions.Validate();
                 datapathOptions.Validate();
             }
@@ -82,7 +93,11 @@ internal static class RunCommand
         builder.Services.AddSingleton(options);
         builder.Services.AddSingleton(datapath);
         builder.Services.AddSingleton<ClusterStore>();
-        builder.Services.AddManifestSource(options.ManifestsDirectory!);
+        builder.Services.AddSingleton(_ => new ProxyMetrics());
+        if (options.ManifestsDirectory is not null)
+            builder.Services.AddManifestSource(options.ManifestsDirectory);
+        else
+            builder.Services.AddKubernetesApiSource(new KubernetesApiSourceOptions { KubeconfigPath = options.KubeconfigPath, NodeName = options.NodeName });
         builder.Services.AddHostedService<ProxyService>();
 
         using var host = builder.Build();

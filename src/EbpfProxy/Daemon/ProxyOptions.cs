@@ -6,6 +6,9 @@ public sealed class ProxyOptions
     /// <summary>Standalone mode: follow the Kubernetes manifests in this folder instead of an API server.</summary>
     public string? ManifestsDirectory { get; set; }
 
+    /// <summary>API mode: the kubeconfig to use; null means the in-cluster service account.</summary>
+    public string? KubeconfigPath { get; set; }
+
     /// <summary>This node's name (endpoints with this nodeName are local).</summary>
     public string NodeName { get; set; } = "";
 
@@ -17,10 +20,12 @@ public sealed class ProxyOptions
 
     public void Validate()
     {
-        if (ManifestsDirectory is null)
-            throw new ArgumentException("no source configured: pass --manifests DIR (the Kubernetes API source is not available yet)");
-        if (!Directory.Exists(ManifestsDirectory))
+        if (ManifestsDirectory is not null && KubeconfigPath is not null)
+            throw new ArgumentException("--manifests and --kubeconfig exclude each other: pick standalone mode or an API server");
+        if (ManifestsDirectory is not null && !Directory.Exists(ManifestsDirectory))
             throw new ArgumentException($"manifest directory '{ManifestsDirectory}' does not exist");
+        if (string.IsNullOrWhiteSpace(NodeName))
+            throw new ArgumentException("--node-name is empty (and NODE_NAME is unset)");
         if (MinSyncInterval < TimeSpan.Zero)
             throw new ArgumentException("--min-sync-interval must not be negative");
         if (SyncPeriod <= TimeSpan.Zero)

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using EbpfProxy.Core.Cluster;
+using EbpfProxy.Core.Metrics;
 using EbpfProxy.Core.Planning;
 using EbpfProxy.Core.Sync;
 using EbpfProxy.Core.Translation;
@@ -26,11 +27,13 @@ public sealed partial class ProxyService : BackgroundService
     private readonly ILogger _logger;
     private readonly IHostApplicationLifetime _lifetime;
     private readonly TimeProvider _time;
+    private readonly ProxyMetrics _metrics;
     private long _syncCount;
     private HashSet<string> _reportedErrors = new(StringComparer.Ordinal);
 
-    public ProxyService(ClusterStore store, ProxyOptions options, DatapathOptions datapathOptions, ILoggerFactory loggers, IHostApplicationLifetime lifetime, TimeProvider time)
+    public ProxyService(ClusterStore store, ProxyOptions options, DatapathOptions datapathOptions, ILoggerFactory loggers, IHostApplicationLifetime lifetime, TimeProvider time, ProxyMetrics metrics)
     {
+        _metrics = metrics;
         _store = store;
         _options = options;
         _datapathOptions = datapathOptions;
@@ -65,18 +68,36 @@ public sealed partial class ProxyService : BackgroundService
             var runner = new BoundedFrequencyRunner(
                 (trigger, ct) =>
                 {
-                    SyncOnce(syncer, translator, trigger);
+                    // A change of this node's Node object (zone, addresses) invalidates every cached result.
+                    var node = NodeContext.From(_options.NodeName, _store.Snapshot().Nodes.GetValueOrDefault(_options.NodeName));
+                    if (!node.Equals(translator.Node))
+                        translator = new ServiceTranslator(node);
+                    try
+                    {
+                        SyncOnce(syncer, translator, trigger);
+                    }
+                    catch
+                    {
+                        _metrics.SyncErrors.Add(1);
+                        throw;
+                    }
                     return Task.CompletedTask;
                 },
                 new BoundedFrequencyRunnerOptions { MinInterval = _options.MinSyncInterval, MaxInterval = _options.SyncPeriod },
                 _time,
                 _loggers.CreateLogger<BoundedFrequencyRunner>());
 
+            void OnStoreChanged()
+            {
+                _metrics.ChangeRecorded();
+                runner.Request();
+            }
+
             try
             {
                 LogWaitingForSources(_logger);
                 await _store.WaitForSyncedAsync(stoppingToken).ConfigureAwait(false);
-                _store.Changed += runner.Request;
+                _store.Changed += OnStoreChanged;
                 await runner.RunAsync(stoppingToken).ConfigureAwait(false);
             }
             catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
@@ -84,7 +105,7 @@ public sealed partial class ProxyService : BackgroundService
             }
             finally
             {
-                _store.Changed -= runner.Request;
+                _store.Changed -= OnStoreChanged;
             }
             try
             {
@@ -101,6 +122,7 @@ public sealed partial class ProxyService : BackgroundService
     private void SyncOnce(LbSyncer syncer, ServiceTranslator translator, SyncTrigger trigger)
     {
         var sw = Stopwatch.StartNew();
+        var pending = _metrics.PendingChanges;
         var snapshot = _store.Snapshot();
         var translation = translator.Translate(snapshot);
         // Report each skipped object once, not on every sync.
@@ -114,8 +136,29 @@ public sealed partial class ProxyService : BackgroundService
         _reportedErrors = errors;
         var result = syncer.Sync(translation.State, full: trigger != SyncTrigger.Requested);
         var n = Interlocked.Increment(ref _syncCount);
+        var now = _time.GetUtcNow();
+        _metrics.SyncDuration.Record(sw.Elapsed.TotalSeconds);
+        _metrics.MapWrites.Add(result.Writes + result.Deletes);
+        _metrics.SyncSucceeded(now, pending);
+        // Network programming latency: from the EndpointSlice controller's trigger time to now,
+        // for slices that changed after start-up (the first sync programs history, not changes).
+        if (n > 1)
+        {
+            foreach (var slice in translation.NewSlices)
+            {
+                if (slice.Metadata?.Annotations?.TryGetValue(TriggerTimeAnnotation, out var raw) == true
+                    && DateTimeOffset.TryParse(raw, System.Globalization.CultureInfo.InvariantCulture, System.Globalization.DateTimeStyles.AssumeUniversal, out var triggeredAt)
+                    && now >= triggeredAt)
+                {
+                    _metrics.NetworkProgrammingDuration.Record((now - triggeredAt).TotalSeconds);
+                }
+            }
+        }
         LogSynced(_logger, n, trigger, snapshot.Version, result.Writes, result.Deletes, result.ConntrackPurged, translation.State.Frontends.Count, sw.Elapsed.TotalMilliseconds);
     }
+
+    /// <summary>Set by the EndpointSlice controller to the time of the change that caused the slice update.</summary>
+    public const string TriggerTimeAnnotation = "endpoints.kubernetes.io/last-change-trigger-time";
 
     private async Task AttachLoopAsync(PodInterfaceAttacher attacher, CancellationToken ct)
     {

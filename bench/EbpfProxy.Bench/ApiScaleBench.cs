@@ -1,0 +1,109 @@
+using System.Diagnostics;
+using System.Net;
+using System.Text.RegularExpressions;
+using EbpfProxy.Core.Model;
+using EbpfProxy.Datapath.Maps;
+using EbpfProxy.Datapath.Sync;
+using EbpfProxy.Testing;
+using EbpfProxy.Testing.KubeApi;
+using k8s.Models;
+
+namespace EbpfProxy.Bench;
+
+/// <summary>
+/// Issue 3's scale run: the real daemon in a node namespace against the fake API server (real
+/// wire format) serving N services and N*M endpoints. Reports time from start to all maps
+/// programmed, resident memory after sync, and the latency from one EndpointSlice change (API
+/// write) to its map write, p50/p99, with --min-sync-interval 0.
+/// </summary>
+public static class ApiScaleBench
+{
+    public static async Task<int> RunAsync(string exe, int services, int endpointsPerService, int pods, int changes)
+    {
+        Privileged.EnsureRoot();
+        using var topo = Topology.Create();
+        using var bpffs = BpfFsMount.CreateTemp();
+        var node = topo.AddNode("node");
+        await using var api = await FakeKubeApiServer.StartInNamespaceAsync(node.Ns, IPAddress.Loopback, 6443);
+        var dir = Directory.CreateTempSubdirectory("epx-bench-").FullName;
+        try
+        {
+            var sw = Stopwatch.StartNew();
+            api.Upsert(new V1Node { Metadata = new V1ObjectMeta { Name = "node-1" } });
+            for (int i = 0; i < services; i++)
+            {
+                api.Upsert(ScaleModel.Service(i));
+                api.Upsert(ScaleModel.Slice(i, endpointsPerService));
+            }
+            for (int i = 0; i < pods; i++)
+                api.Upsert(ScaleModel.Pod(i, endpointsPerService));
+            Console.WriteLine($"api server populated: {services} services, {services * endpointsPerService} endpoints, {pods} pods in {sw.Elapsed.TotalSeconds:F1} s");
+
+            var kubeconfig = api.WriteKubeconfig(Path.Combine(dir, "kubeconfig"));
+            sw.Restart();
+            await using var daemon = DaemonProcess.Start(node.Ns, exe,
+                ["run", "--kubeconfig", kubeconfig, "--bpffs", bpffs.Path, "--node-name", "node-1", "--min-sync-interval", "0"]);
+            var first = await daemon.WaitForOutputAsync(new Regex(@"Sync #1 .*"), TimeSpan.FromMinutes(5));
+            var startToProgrammed = sw.Elapsed;
+            Console.WriteLine($"start -> all maps programmed: {startToProgrammed.TotalSeconds:F2} s   ({first.Value})");
+
+            await Task.Delay(TimeSpan.FromSeconds(3));
+            Console.WriteLine($"daemon resident memory after sync: {Rss(daemon.Pid) / 1024.0:F0} MiB");
+
+            using var maps = LbMaps.OpenPinned(Path.Combine(bpffs.Path, "ebpf-proxy"));
+            var latencies = new List<double>();
+            for (int c = 0; c < changes; c++)
+            {
+                int svc = (c * 7919) % services;
+                var slice = ScaleModel.Slice(svc, endpointsPerService, generation: 1000 + c);
+                var want = slice.Endpoints.Select(e => IPAddress.Parse(e.Addresses[0])).ToHashSet();
+                var vip = IPAddress.Parse(ScaleModel.Service(svc).Spec.ClusterIP);
+                var t = Stopwatch.StartNew();
+                api.Upsert(slice);
+                while (!Programmed(maps, vip, want))
+                {
+                    if (t.Elapsed > TimeSpan.FromSeconds(10))
+                        throw new TimeoutException($"change {c} to service {svc} not programmed in 10 s");
+                }
+                latencies.Add(t.Elapsed.TotalMilliseconds);
+                await Task.Delay(50); // idle between changes
+            }
+            latencies.Sort();
+            Console.WriteLine($"EndpointSlice change -> map write ({changes} changes): p50 {Pct(latencies, 0.5):F1} ms, p99 {Pct(latencies, 0.99):F1} ms, max {latencies[^1]:F1} ms");
+            Console.WriteLine($"daemon resident memory at the end: {Rss(daemon.Pid) / 1024.0:F0} MiB");
+            var syncs = daemon.Output.Where(l => l.Contains("Sync #", StringComparison.Ordinal)).ToList();
+            var took = syncs.Skip(1).Select(l => double.Parse(Regex.Match(l, @"([\d.]+) ms$").Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture)).Order().ToList();
+            if (took.Count > 0)
+                Console.WriteLine($"daemon's own sync time per change (translate+plan+write): p50 {Pct(took, 0.5):F1} ms, p99 {Pct(took, 0.99):F1} ms over {took.Count} syncs");
+            return 0;
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    private static double Pct(List<double> sorted, double p) => sorted[Math.Min(sorted.Count - 1, (int)(sorted.Count * p))];
+
+    private static bool Programmed(LbMaps maps, IPAddress vip, HashSet<IPAddress> want)
+    {
+        var key = LbMapIo.ToKey(new FrontendKey(new Frontend(vip, 80, L4Protocol.Tcp), FrontendScope.External), 0);
+        if (!maps.Lb4Services.TryLookup(key, out var svc) || svc.Count != want.Count)
+            return false;
+        for (ushort slot = 1; slot <= svc.Count; slot++)
+        {
+            key.Slot = slot;
+            if (!maps.Lb4Services.TryLookup(key, out var s) || !maps.Lb4Backends.TryLookup(s.BackendId, out var be) || !want.Contains(be.AddressBe.ToAddress()))
+                return false;
+        }
+        return true;
+    }
+
+    private static long Rss(int pid)
+    {
+        foreach (var line in File.ReadLines($"/proc/{pid}/status"))
+            if (line.StartsWith("VmRSS:", StringComparison.Ordinal))
+                return long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1]);
+        return -1;
+    }
+}

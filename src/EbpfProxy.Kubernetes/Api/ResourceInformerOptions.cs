@@ -1,0 +1,72 @@
+namespace EbpfProxy.Kubernetes.Api;
+
+/// <summary>
+/// Selectors and timing of one <see cref="ResourceInformer{T, TList}"/>. The defaults are those of
+/// client-go's reflector where it has one.
+/// </summary>
+public sealed class ResourceInformerOptions
+{
+    /// <summary>Label selector for list and watch; null for every object.</summary>
+    public string? LabelSelector { get; set; }
+
+    /// <summary>Field selector for list and watch, e.g. <c>metadata.name=node-1</c>; null for every object.</summary>
+    public string? FieldSelector { get; set; }
+
+    /// <summary>Objects per LIST page (the API's <c>limit</c>).</summary>
+    public int PageSize { get; set; } = 500;
+
+    /// <summary>
+    /// A watch that delivers no event and no bookmark for this long is cancelled and re-opened
+    /// from the last resource version (a connection that died without a FIN, a stuck proxy).
+    /// Keep it above the API server's bookmark interval (about a minute).
+    /// </summary>
+    public TimeSpan SilentWatchTimeout { get; set; } = TimeSpan.FromMinutes(5);
+
+    /// <summary>
+    /// Server-side watch timeout (<c>timeoutSeconds</c>). Each watch asks for a random value
+    /// between this and a quarter more, so the informers of many nodes do not reconnect together.
+    /// </summary>
+    public TimeSpan WatchTimeout { get; set; } = TimeSpan.FromMinutes(5);
+
+    /// <summary>Upper bound on one LIST page request (connection, headers and body).</summary>
+    public TimeSpan ListRequestTimeout { get; set; } = TimeSpan.FromSeconds(60);
+
+    /// <summary>First delay after a failure; it doubles with each further failure.</summary>
+    public TimeSpan InitialBackoff { get; set; } = TimeSpan.FromMilliseconds(200);
+
+    /// <summary>Largest delay between two attempts.</summary>
+    public TimeSpan MaxBackoff { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>Relative jitter applied to every delay: 0.2 means ±20 %.</summary>
+    public double BackoffJitter { get; set; } = 0.2;
+
+    /// <summary>
+    /// Consecutive failed watches (errors other than 410) after which the informer stops trying
+    /// to resume from its resource version and lists again.
+    /// </summary>
+    public int RelistAfterWatchFailures { get; set; } = 3;
+
+    /// <summary>A copy, so one options object can seed several informers.</summary>
+    public ResourceInformerOptions Clone() => (ResourceInformerOptions)MemberwiseClone();
+
+    /// <summary>Throws <see cref="ArgumentException"/> naming the first value out of range.</summary>
+    public void Validate()
+    {
+        if (PageSize <= 0)
+            throw new ArgumentOutOfRangeException(nameof(PageSize), PageSize, "must be positive");
+        if (SilentWatchTimeout <= TimeSpan.Zero)
+            throw new ArgumentOutOfRangeException(nameof(SilentWatchTimeout), SilentWatchTimeout, "must be positive");
+        if (WatchTimeout < TimeSpan.FromSeconds(1) || WatchTimeout.TotalSeconds * 1.25 > int.MaxValue)
+            throw new ArgumentOutOfRangeException(nameof(WatchTimeout), WatchTimeout, "must be at least one second (the API counts whole seconds)");
+        if (ListRequestTimeout <= TimeSpan.Zero)
+            throw new ArgumentOutOfRangeException(nameof(ListRequestTimeout), ListRequestTimeout, "must be positive");
+        if (InitialBackoff <= TimeSpan.Zero)
+            throw new ArgumentOutOfRangeException(nameof(InitialBackoff), InitialBackoff, "must be positive");
+        if (MaxBackoff < InitialBackoff)
+            throw new ArgumentOutOfRangeException(nameof(MaxBackoff), MaxBackoff, "must not be shorter than InitialBackoff");
+        if (BackoffJitter is < 0 or >= 1 || double.IsNaN(BackoffJitter))
+            throw new ArgumentOutOfRangeException(nameof(BackoffJitter), BackoffJitter, "must be in [0, 1)");
+        if (RelistAfterWatchFailures <= 0)
+            throw new ArgumentOutOfRangeException(nameof(RelistAfterWatchFailures), RelistAfterWatchFailures, "must be positive");
+    }
+}

@@ -1,0 +1,93 @@
+using System.Diagnostics;
+using EbpfProxy.Testing;
+using Xunit.Abstractions;
+
+namespace EbpfProxy.E2E.Tests;
+
+/// <summary>
+/// The daemon as a real process in the node namespace, following a Kubernetes API server that
+/// speaks the real wire format (the fake server listens inside the node namespace).
+/// </summary>
+public class ApiSourceTests(ITestOutputHelper output)
+{
+    [PrivilegedFact]
+    public async Task ClusterIpTrafficFollowsEndpointSliceChangesMadeThroughTheApi()
+    {
+        await using var s = await ProxyScenario.StartWithApiAsync(output, 3, ["echo-1", "echo-2", "echo-3"]);
+        Assert.Equal(["echo-1", "echo-2", "echo-3"], (await s.TcpRoundAsync(30)).Distinct().Order());
+        Assert.Equal(["echo-1", "echo-2", "echo-3"], (await s.UdpRoundAsync(30)).Distinct().Order());
+
+        s.SetApiBackends(["echo-2"]);
+        var took = await s.WaitForMapBackendsAsync(["echo-2"], TimeSpan.FromSeconds(5));
+        output.WriteLine($"3 -> 1 through the API programmed in {took.TotalMilliseconds:F0} ms");
+        Assert.True(took < TimeSpan.FromSeconds(1), $"took {took}");
+        Assert.All(await s.TcpRoundAsync(10), b => Assert.Equal("echo-2", b));
+
+        s.Api!.Delete(ProxyScenario.EchoSlice([]));
+        await s.WaitForMapBackendsAsync([], TimeSpan.FromSeconds(5));
+        await Assert.ThrowsAsync<ProbeFailedException>(() =>
+            TcpProbe.RequestAsync(s.Client.Ns, ProxyScenario.Vip, ProxyScenario.ServicePort, "x", TimeSpan.FromMilliseconds(700)));
+
+        s.SetApiBackends(["echo-1", "echo-3"]);
+        await s.WaitForMapBackendsAsync(["echo-1", "echo-3"], TimeSpan.FromSeconds(5));
+        Assert.Equal(["echo-1", "echo-3"], (await s.TcpRoundAsync(20)).Distinct().Order());
+
+        s.Api.Delete(ProxyScenario.EchoService());
+        var sw = Stopwatch.StartNew();
+        while (s.MapBackends() is not null)
+        {
+            Assert.True(sw.Elapsed < TimeSpan.FromSeconds(5), "service deletion was not programmed");
+            await Task.Delay(10);
+        }
+    }
+
+    [PrivilegedFact]
+    public async Task NothingIsWrittenBeforeEveryInformerHasListedAndARestartWritesNothing()
+    {
+        await using var s = await ProxyScenario.StartWithApiAsync(output, 2, ["echo-1", "echo-2"], waitForFirstSync: false);
+        s.Api!.SetDown(true);
+        await s.StartDaemonAsync(waitForFirstSync: false);
+        await s.Daemon.WaitForOutputAsync(new System.Text.RegularExpressions.Regex("Waiting for every source"), TimeSpan.FromSeconds(30));
+        await Task.Delay(TimeSpan.FromSeconds(3));
+        Assert.Equal(0, s.ServiceMapEntries());
+        Assert.DoesNotContain(s.Daemon.Output, l => l.Contains("Sync #", StringComparison.Ordinal));
+
+        s.Api.SetDown(false);
+        await s.Daemon.WaitForOutputAsync(new System.Text.RegularExpressions.Regex("Sync #1 "), TimeSpan.FromSeconds(30));
+        await s.WaitForMapBackendsAsync(["echo-1", "echo-2"], TimeSpan.FromSeconds(5));
+        await s.WaitForAttachmentsAsync(3);
+        using var held = await TcpProbe.ConnectAsync(s.Client.Ns, ProxyScenario.Vip, ProxyScenario.ServicePort, TimeSpan.FromSeconds(3));
+        var backend = (await held.RequestAsync("a", TimeSpan.FromSeconds(3))).Split(' ')[0];
+
+        // Restart against the unchanged cluster: zero map writes, the connection keeps its backend.
+        await s.Daemon.DisposeAsync();
+        var firstSync = await s.StartDaemonAsync();
+        Assert.Contains(": 0 writes, 0 deletes", firstSync);
+        Assert.Equal($"{backend} b", await held.RequestAsync("b", TimeSpan.FromSeconds(3)));
+    }
+
+    [PrivilegedFact]
+    public async Task AMinuteLongApiOutageLeavesTheDatapathUntouchedAndConvergesAfterwards()
+    {
+        await using var s = await ProxyScenario.StartWithApiAsync(output, 3, ["echo-1", "echo-2"]);
+        await s.WaitForMapBackendsAsync(["echo-1", "echo-2"], TimeSpan.FromSeconds(5));
+
+        s.Api!.SetDown(true);
+        await s.Daemon.WaitForOutputAsync(new System.Text.RegularExpressions.Regex("Watch of endpointslices failed"), TimeSpan.FromSeconds(10));
+        // The cluster changes while the daemon cannot see it.
+        s.SetApiBackends(["echo-3"]);
+        var outage = Stopwatch.StartNew();
+        while (outage.Elapsed < TimeSpan.FromSeconds(60))
+        {
+            Assert.Equal(["echo-1", "echo-2"], (await s.TcpRoundAsync(6)).Distinct().Order());
+            Assert.False(s.Daemon.HasExited, "the daemon exited during the outage");
+            await Task.Delay(TimeSpan.FromSeconds(5));
+        }
+        Assert.True(s.MapBackends()!.SetEquals([s.Echo["echo-1"].Ip, s.Echo["echo-2"].Ip]));
+
+        s.Api.SetDown(false);
+        var took = await s.WaitForMapBackendsAsync(["echo-3"], TimeSpan.FromSeconds(45));
+        output.WriteLine($"converged {took.TotalSeconds:F1} s after the API server came back");
+        Assert.All(await s.TcpRoundAsync(10), b => Assert.Equal("echo-3", b));
+    }
+}
