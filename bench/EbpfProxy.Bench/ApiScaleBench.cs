@@ -41,8 +41,11 @@ public static class ApiScaleBench
 
             var kubeconfig = api.WriteKubeconfig(Path.Combine(dir, "kubeconfig"));
             sw.Restart();
+            // EPX_BENCH_DAEMON_ENV="K=V;K=V" passes runtime settings (GC knobs) to the daemon for experiments.
+            var env = (Environment.GetEnvironmentVariable("EPX_BENCH_DAEMON_ENV") ?? "")
+                .Split(';', StringSplitOptions.RemoveEmptyEntries).Select(kv => kv.Split('=', 2)).ToDictionary(kv => kv[0], kv => kv[1]);
             await using var daemon = DaemonProcess.Start(node.Ns, exe,
-                ["run", "--kubeconfig", kubeconfig, "--bpffs", bpffs.Path, "--node-name", "node-1", "--min-sync-interval", "0"]);
+                ["run", "--kubeconfig", kubeconfig, "--bpffs", bpffs.Path, "--node-name", "node-1", "--min-sync-interval", "0"], env);
             var first = await daemon.WaitForOutputAsync(new Regex(@"Sync #1 .*"), TimeSpan.FromMinutes(5));
             var startToProgrammed = sw.Elapsed;
             Console.WriteLine($"start -> all maps programmed: {startToProgrammed.TotalSeconds:F2} s   ({first.Value})");
@@ -62,6 +65,7 @@ public static class ApiScaleBench
                 api.Upsert(slice);
                 while (!Programmed(maps, vip, want))
                 {
+                    Thread.Sleep(0); // yield: the machine has two cores and the daemon needs one
                     if (t.Elapsed > TimeSpan.FromSeconds(10))
                         throw new TimeoutException($"change {c} to service {svc} not programmed in 10 s");
                 }
@@ -73,6 +77,8 @@ public static class ApiScaleBench
             Console.WriteLine($"daemon resident memory at the end: {Rss(daemon.Pid) / 1024.0:F0} MiB");
             var syncs = daemon.Output.Where(l => l.Contains("Sync #", StringComparison.Ordinal)).ToList();
             var took = syncs.Skip(1).Select(l => double.Parse(Regex.Match(l, @"([\d.]+) ms$").Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture)).Order().ToList();
+            foreach (var l in syncs.Skip(1).Where(l => double.Parse(Regex.Match(l, @"([\d.]+) ms$").Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture) > 15).Take(5))
+                Console.WriteLine($"  slow sync | {l}");
             if (took.Count > 0)
                 Console.WriteLine($"daemon's own sync time per change (translate+plan+write): p50 {Pct(took, 0.5):F1} ms, p99 {Pct(took, 0.99):F1} ms over {took.Count} syncs");
             return 0;

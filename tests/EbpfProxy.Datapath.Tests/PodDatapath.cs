@@ -63,7 +63,9 @@ public sealed class PodDatapath : IDisposable
         _store.ReplaceAll(objects.OfType<V1Service>(), objects.OfType<V1EndpointSlice>(), objects.OfType<V1Pod>());
         var translation = ServiceTranslator.Translate(_store.Snapshot(), new NodeContext(nodeName));
         Assert.Empty(translation.Errors);
-        return Syncer.Sync(translation.State);
+        var result = Syncer.Sync(translation.State);
+        // As the daemon does right after a pass (there off the sync path).
+        return result with { ConntrackPurged = result.ConntrackPurged + Syncer.Purger.PurgeNow() };
     }
 
     public (uint Verdict, byte[] Packet) FromPod(byte[] packet) => Run(Loaded.FromPod, packet);

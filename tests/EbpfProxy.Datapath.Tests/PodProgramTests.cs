@@ -262,6 +262,26 @@ public class PodProgramTests
         Assert.Equal(IPAddress.Parse("10.244.0.31"), Packet.Parse(output).Destination);
     }
 
+    [PrivilegedFact]
+    public void ALargeServiceIsWrittenInBatchesAndReadsBackExactly()
+    {
+        using var dp = new PodDatapath();
+        var backends = Enumerable.Range(0, 300).Select(i => $"10.245.{i / 250}.{i % 250 + 1}").ToArray();
+        var result = dp.Apply(PodDatapath.EchoService(backends));
+        Assert.True(result.Writes > 1200, $"{result.Writes} writes");
+
+        // What the kernel holds is exactly what the syncer believes it wrote.
+        var readBack = Sync.LbMapIo.Read(dp.Maps);
+        Assert.Equal(Core.Planning.LbStateFormatter.ToText(dp.Syncer.Current!), Core.Planning.LbStateFormatter.ToText(readBack));
+        Assert.Equal(2, readBack.Frontends.Values.Count(f => f.Slots.Count == 300)); // TCP and UDP
+
+        var chosen = new HashSet<IPAddress>();
+        for (ushort port = 10000; port < 13000; port++)
+            chosen.Add(Packet.Parse(dp.FromPod(PacketBuilder.Tcp(PodDatapath.Client, port, PodDatapath.Vip, 80)).Packet).Destination!);
+        Assert.True(chosen.Count > 250, $"{chosen.Count} of 300 backends chosen in 3000 flows");
+        Assert.All(chosen, c => Assert.Contains(c.ToString(), backends));
+    }
+
     public static TheoryData<string, byte[]> UnmatchedPackets() => new()
     {
         { "pod to pod, no service", PacketBuilder.Tcp(PodDatapath.Client, 1234, IPAddress.Parse("10.244.0.12"), 8080) },

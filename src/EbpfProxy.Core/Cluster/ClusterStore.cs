@@ -28,6 +28,9 @@ public sealed record ClusterSnapshot(
         ImmutableSortedDictionary<string, T>.Empty.WithComparers(StringComparer.Ordinal);
 }
 
+/// <summary>A snapshot plus the services changed since the previous take (null: all of them), with their slices.</summary>
+public sealed record ServiceChanges(ClusterSnapshot Snapshot, IReadOnlyDictionary<string, V1EndpointSlice[]>? Dirty);
+
 /// <summary>
 /// The one place sources (manifest directory, Kubernetes informers) record objects. Sources only
 /// record and signal; they never program anything (DESIGN.md section 2). Updates that leave an
@@ -39,6 +42,13 @@ public sealed class ClusterStore
     private readonly HashSet<string> _pendingSources = new(StringComparer.Ordinal);
     private readonly TaskCompletionSource _synced = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private ClusterSnapshot _snapshot = ClusterSnapshot.Empty;
+
+    // Change tracking for the translator (kube-proxy's service/endpoints change trackers): which
+    // services a change touched since the last TakeServiceChanges, and which slices each service has.
+    private readonly Dictionary<string, SortedSet<string>> _slicesByService = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, string> _serviceOfSlice = new(StringComparer.Ordinal);
+    private readonly HashSet<string> _dirtyServices = new(StringComparer.Ordinal);
+    private bool _allServicesDirty = true;
 
     /// <summary>Raised (outside the lock) after any change that altered the snapshot.</summary>
     public event Action? Changed;
@@ -79,8 +89,11 @@ public sealed class ClusterStore
             return _snapshot;
     }
 
-    public void Upsert(V1Service service) => Mutate(s => s with { Services = Put(s.Services, service) });
-    public void Upsert(V1EndpointSlice slice) => Mutate(s => s with { EndpointSlices = Put(s.EndpointSlices, slice) });
+    public void Upsert(V1Service service) =>
+        Mutate(s => s with { Services = Put(s.Services, service) }, () => _dirtyServices.Add(KeyOf(service)));
+
+    public void Upsert(V1EndpointSlice slice) =>
+        Mutate(s => s with { EndpointSlices = Put(s.EndpointSlices, slice) }, () => IndexSlice(KeyOf(slice), ServiceKeyOf(slice)));
     public void Upsert(V1Pod pod) => Mutate(s => s with { Pods = Put(s.Pods, pod) });
 
     public void Upsert(V1NetworkPolicy policy) => Mutate(s => s with { NetworkPolicies = Put(s.NetworkPolicies, policy) });
@@ -126,8 +139,8 @@ public sealed class ClusterStore
     {
         switch (objects)
         {
-            case IEnumerable<V1Service> o: Mutate(s => s with { Services = Replace(s.Services, o) }); break;
-            case IEnumerable<V1EndpointSlice> o: Mutate(s => s with { EndpointSlices = Replace(s.EndpointSlices, o) }); break;
+            case IEnumerable<V1Service> o: Mutate(s => s with { Services = Replace(s.Services, o) }, RebuildSliceIndex); break;
+            case IEnumerable<V1EndpointSlice> o: Mutate(s => s with { EndpointSlices = Replace(s.EndpointSlices, o) }, RebuildSliceIndex); break;
             case IEnumerable<V1Pod> o: Mutate(s => s with { Pods = Replace(s.Pods, o) }); break;
             case IEnumerable<V1NetworkPolicy> o: Mutate(s => s with { NetworkPolicies = Replace(s.NetworkPolicies, o) }); break;
             case IEnumerable<V1Namespace> o: Mutate(s => s with { Namespaces = Replace(s.Namespaces, o) }); break;
@@ -136,8 +149,8 @@ public sealed class ClusterStore
         }
     }
 
-    public void DeleteService(string key) => Mutate(s => s with { Services = s.Services.Remove(key) });
-    public void DeleteEndpointSlice(string key) => Mutate(s => s with { EndpointSlices = s.EndpointSlices.Remove(key) });
+    public void DeleteService(string key) => Mutate(s => s with { Services = s.Services.Remove(key) }, () => _dirtyServices.Add(key));
+    public void DeleteEndpointSlice(string key) => Mutate(s => s with { EndpointSlices = s.EndpointSlices.Remove(key) }, () => IndexSlice(key, null));
     public void DeletePod(string key) => Mutate(s => s with { Pods = s.Pods.Remove(key) });
 
     /// <summary>
@@ -150,7 +163,7 @@ public sealed class ClusterStore
             Services = Replace(s.Services, services),
             EndpointSlices = Replace(s.EndpointSlices, slices),
             Pods = Replace(s.Pods, pods),
-        });
+        }, RebuildSliceIndex);
 
     /// <summary>"namespace/name" for namespaced objects (no namespace means "default"); the name for Namespaces and Nodes.</summary>
     public static string KeyOf(IKubernetesObject<V1ObjectMeta> obj) => obj switch
@@ -159,7 +172,86 @@ public sealed class ClusterStore
         _ => $"{obj.Metadata?.NamespaceProperty ?? "default"}/{obj.Metadata?.Name}",
     };
 
-    private void Mutate(Func<ClusterSnapshot, ClusterSnapshot> change)
+    /// <summary>
+    /// The current snapshot and the services touched since the previous call, each with its
+    /// slices (sorted by key); Dirty is null when everything must be considered changed (start,
+    /// re-list). Meant for the one sync loop.
+    /// </summary>
+    public ServiceChanges TakeServiceChanges()
+    {
+        lock (_gate)
+        {
+            Dictionary<string, V1EndpointSlice[]>? dirty = null;
+            if (!_allServicesDirty)
+            {
+                dirty = new Dictionary<string, V1EndpointSlice[]>(_dirtyServices.Count, StringComparer.Ordinal);
+                foreach (var key in _dirtyServices)
+                    dirty[key] = SlicesOfLocked(key);
+            }
+            _dirtyServices.Clear();
+            _allServicesDirty = false;
+            return new ServiceChanges(_snapshot, dirty);
+        }
+    }
+
+    /// <summary>Marks every service as changed (the next TakeServiceChanges returns a full set).</summary>
+    public void MarkAllServicesDirty()
+    {
+        lock (_gate)
+            _allServicesDirty = true;
+    }
+
+    private V1EndpointSlice[] SlicesOfLocked(string serviceKey)
+    {
+        if (!_slicesByService.TryGetValue(serviceKey, out var keys))
+            return [];
+        var list = new List<V1EndpointSlice>(keys.Count);
+        foreach (var k in keys)
+            if (_snapshot.EndpointSlices.TryGetValue(k, out var slice))
+                list.Add(slice);
+        return [.. list];
+    }
+
+    internal static string? ServiceKeyOf(V1EndpointSlice slice) =>
+        slice.Metadata?.Labels is { } l && l.TryGetValue("kubernetes.io/service-name", out var svc) && !string.IsNullOrEmpty(svc)
+            ? $"{slice.Metadata.NamespaceProperty ?? "default"}/{svc}"
+            : null;
+
+    private void IndexSlice(string sliceKey, string? serviceKey)
+    {
+        if (_serviceOfSlice.TryGetValue(sliceKey, out var old))
+        {
+            _dirtyServices.Add(old);
+            if (old != serviceKey && _slicesByService.TryGetValue(old, out var set))
+            {
+                set.Remove(sliceKey);
+                if (set.Count == 0)
+                    _slicesByService.Remove(old);
+            }
+        }
+        if (serviceKey is null)
+        {
+            _serviceOfSlice.Remove(sliceKey);
+            return;
+        }
+        _serviceOfSlice[sliceKey] = serviceKey;
+        if (!_slicesByService.TryGetValue(serviceKey, out var slices))
+            _slicesByService[serviceKey] = slices = new SortedSet<string>(StringComparer.Ordinal);
+        slices.Add(sliceKey);
+        _dirtyServices.Add(serviceKey);
+    }
+
+    private void RebuildSliceIndex()
+    {
+        _slicesByService.Clear();
+        _serviceOfSlice.Clear();
+        foreach (var (key, slice) in _snapshot.EndpointSlices)
+            IndexSlice(key, ServiceKeyOf(slice));
+        _dirtyServices.Clear();
+        _allServicesDirty = true;
+    }
+
+    private void Mutate(Func<ClusterSnapshot, ClusterSnapshot> change, Action? track = null)
     {
         bool changed;
         lock (_gate)
@@ -172,7 +264,10 @@ public sealed class ClusterStore
                 || !ReferenceEquals(next.Namespaces, _snapshot.Namespaces)
                 || !ReferenceEquals(next.Nodes, _snapshot.Nodes);
             if (changed)
+            {
                 _snapshot = next with { Version = _snapshot.Version + 1 };
+                track?.Invoke();
+            }
         }
         if (changed)
             Changed?.Invoke();

@@ -96,19 +96,10 @@ public sealed class LbState
                 _backendIds.TryAdd(b.Entry.Address, b.Id);
                 break;
             case LbOp.DeleteBackend b:
+                // Another id holding the same address (only in damaged maps) becomes unfindable by
+                // address; the planner then allocates afresh and a full pass collects the duplicate.
                 if (_backends.Remove(b.Id, out var gone) && _backendIds.GetValueOrDefault(gone.Address) == b.Id)
-                {
                     _backendIds.Remove(gone.Address);
-                    // Another id may hold the same address (damaged maps): keep it findable.
-                    foreach (var (id, e) in _backends)
-                    {
-                        if (e.Address == gone.Address)
-                        {
-                            _backendIds[gone.Address] = id;
-                            break;
-                        }
-                    }
-                }
                 break;
             case LbOp.UpsertRevNat r:
                 _revNat[r.Id] = r.Entry;

@@ -42,6 +42,9 @@ public sealed record NodeContext(string NodeName, string? Zone = null, Immutable
 public sealed record TranslationResult(DesiredLbState State, ImmutableArray<TranslationError> Errors)
 {
     public IReadOnlyList<V1EndpointSlice> NewSlices { get; init; } = [];
+
+    /// <summary>Frontends added, removed or changed by this translation; null when unknown (diff everything).</summary>
+    public IReadOnlyCollection<FrontendKey>? ChangedFrontends { get; init; }
 }
 
 /// <summary>
@@ -63,7 +66,11 @@ public sealed class ServiceTranslator
     private sealed record CacheEntry(V1Service Service, V1EndpointSlice[] Slices, List<FrontendState> Frontends, List<TranslationError> Errors);
 
     private readonly NodeContext _node;
-    private Dictionary<string, CacheEntry> _cache = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, CacheEntry> _cache = new(StringComparer.Ordinal);
+    // Who claims each frontend (normally one service; a clash is resolved by key order) and the
+    // resulting table of frontends, kept across calls and updated for the services that changed.
+    private readonly Dictionary<FrontendKey, SortedSet<string>> _claims = new();
+    private readonly Dictionary<FrontendKey, FrontendState> _frontends = new();
 
     public ServiceTranslator(NodeContext node) => _node = node;
 
@@ -72,52 +79,111 @@ public sealed class ServiceTranslator
     /// <summary>Translates a snapshot once, without caching.</summary>
     public static TranslationResult Translate(ClusterSnapshot snapshot, NodeContext node) => new ServiceTranslator(node).Translate(snapshot);
 
-    public TranslationResult Translate(ClusterSnapshot snapshot)
-    {
-        var errors = ImmutableArray.CreateBuilder<TranslationError>();
-        var frontends = new Dictionary<FrontendKey, FrontendState>();
-        var claimedBy = new Dictionary<FrontendKey, string>();
-        var slicesByService = GroupSlices(snapshot);
-        var next = new Dictionary<string, CacheEntry>(snapshot.Services.Count, StringComparer.Ordinal);
-        var newSlices = new List<V1EndpointSlice>();
+    /// <summary>Translates everything in <paramref name="snapshot"/> (reusing cached results of unchanged services).</summary>
+    public TranslationResult Translate(ClusterSnapshot snapshot) => Translate(new ServiceChanges(snapshot, null));
 
-        foreach (var (key, service) in snapshot.Services)
+    /// <summary>
+    /// Re-translates the services in <paramref name="changes"/> (all of them when Dirty is null)
+    /// and returns the whole desired state, the frontends that changed, and every current error.
+    /// The returned state is a live view: it is valid until the next call.
+    /// </summary>
+    public TranslationResult Translate(ServiceChanges changes)
+    {
+        var snapshot = changes.Snapshot;
+        var changed = new HashSet<FrontendKey>();
+        var newSlices = new List<V1EndpointSlice>();
+        if (changes.Dirty is { } dirty)
         {
-            var slices = slicesByService.TryGetValue(key, out var list) ? list.ToArray() : [];
-            if (!_cache.TryGetValue(key, out var entry) || !ReferenceEquals(entry.Service, service) || !SameSlices(entry.Slices, slices))
-            {
-                var fes = new List<FrontendState>();
-                var errs = new List<TranslationError>();
-                try
-                {
-                    TranslateService(key, service, slices, _node, fes, errs);
-                }
-                catch (Exception ex) when (ex is FormatException or ArgumentException or InvalidOperationException or OverflowException)
-                {
-                    fes.Clear();
-                    errs.Add(new TranslationError("Service", key, ex.Message));
-                }
-                var known = _cache.TryGetValue(key, out var old) ? old.Slices : [];
-                foreach (var slice in slices)
-                    if (Array.IndexOf(known, slice) < 0)
-                        newSlices.Add(slice);
-                entry = new CacheEntry(service, slices, fes, errs);
-            }
-            next[key] = entry;
-            errors.AddRange(entry.Errors);
-            foreach (var fe in entry.Frontends)
-            {
-                if (claimedBy.TryGetValue(fe.Key, out var owner))
-                {
-                    errors.Add(new TranslationError("Service", key, $"frontend {fe.Key} is already claimed by {frontends[fe.Key].Service}; port skipped"));
-                    continue;
-                }
-                claimedBy[fe.Key] = key;
-                frontends[fe.Key] = fe;
-            }
+            foreach (var (key, slices) in dirty)
+                Retranslate(key, snapshot.Services.GetValueOrDefault(key), slices, changed, newSlices);
         }
-        _cache = next;
-        return new TranslationResult(new DesiredLbState(frontends), errors.ToImmutable()) { NewSlices = newSlices };
+        else
+        {
+            var slicesByService = GroupSlices(snapshot);
+            foreach (var key in _cache.Keys.Where(k => !snapshot.Services.ContainsKey(k)).ToList())
+                Retranslate(key, null, [], changed, newSlices);
+            foreach (var (key, service) in snapshot.Services)
+                Retranslate(key, service, slicesByService.TryGetValue(key, out var list) ? [.. list] : [], changed, newSlices);
+        }
+
+        var errors = ImmutableArray.CreateBuilder<TranslationError>();
+        foreach (var entry in _cache.Values)
+            errors.AddRange(entry.Errors);
+        foreach (var (fk, owners) in _claims)
+        {
+            if (owners.Count < 2)
+                continue;
+            foreach (var loser in owners.Skip(1))
+                errors.Add(new TranslationError("Service", loser, $"frontend {fk} is already claimed by {_frontends[fk].Service}; port skipped"));
+        }
+        return new TranslationResult(new DesiredLbState(_frontends), errors.ToImmutable()) { NewSlices = newSlices, ChangedFrontends = changed };
+    }
+
+    private void Retranslate(string key, V1Service? service, V1EndpointSlice[] slices, HashSet<FrontendKey> changed, List<V1EndpointSlice> newSlices)
+    {
+        _cache.TryGetValue(key, out var old);
+        if (service is null)
+        {
+            if (old is null)
+                return;
+            _cache.Remove(key);
+            foreach (var fe in old.Frontends)
+                Unclaim(fe.Key, key, changed);
+            return;
+        }
+        if (old is not null && ReferenceEquals(old.Service, service) && SameSlices(old.Slices, slices))
+            return;
+
+        var fes = new List<FrontendState>();
+        var errs = new List<TranslationError>();
+        try
+        {
+            TranslateService(key, service, slices, _node, fes, errs);
+        }
+        catch (Exception ex) when (ex is FormatException or ArgumentException or InvalidOperationException or OverflowException)
+        {
+            fes.Clear();
+            errs.Add(new TranslationError("Service", key, ex.Message));
+        }
+        foreach (var slice in slices)
+            if (old is null || Array.IndexOf(old.Slices, slice) < 0)
+                newSlices.Add(slice);
+        _cache[key] = new CacheEntry(service, slices, fes, errs);
+
+        if (old is not null)
+            foreach (var fe in old.Frontends)
+                if (!fes.Any(f => f.Key == fe.Key))
+                    Unclaim(fe.Key, key, changed);
+        foreach (var fe in fes)
+            Claim(fe, key, changed);
+    }
+
+    private void Claim(FrontendState fe, string owner, HashSet<FrontendKey> changed)
+    {
+        if (!_claims.TryGetValue(fe.Key, out var owners))
+            _claims[fe.Key] = owners = new SortedSet<string>(StringComparer.Ordinal);
+        owners.Add(owner);
+        if (owners.Min == owner && (!_frontends.TryGetValue(fe.Key, out var cur) || !ReferenceEquals(cur, fe)))
+        {
+            _frontends[fe.Key] = fe;
+            changed.Add(fe.Key);
+        }
+    }
+
+    private void Unclaim(FrontendKey fk, string owner, HashSet<FrontendKey> changed)
+    {
+        if (!_claims.TryGetValue(fk, out var owners) || !owners.Remove(owner))
+            return;
+        changed.Add(fk);
+        if (owners.Count == 0)
+        {
+            _claims.Remove(fk);
+            _frontends.Remove(fk);
+            return;
+        }
+        // The next claimant (by key) takes over.
+        var next = _cache[owners.Min!].Frontends.First(f => f.Key == fk);
+        _frontends[fk] = next;
     }
 
     private static bool SameSlices(V1EndpointSlice[] a, V1EndpointSlice[] b)

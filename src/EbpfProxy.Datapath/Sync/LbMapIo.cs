@@ -58,14 +58,7 @@ public static class LbMapIo
                 maps.Names.Delete(n.Id);
                 break;
             case LbOp.UpsertService s:
-                maps.Lb4Services.Update(ToKey(s.Key, 0), new Lb4Service
-                {
-                    Count = s.Entry.Count,
-                    TerminatingCount = s.Entry.TerminatingCount,
-                    RevNatId = s.Entry.RevNatId,
-                    Flags = (ushort)s.Entry.Flags,
-                    AffinityTimeout = s.Entry.AffinityTimeoutSeconds,
-                });
+                maps.Lb4Services.Update(ToKey(s.Key, 0), ToService(s.Entry));
                 break;
             case LbOp.DeleteService s:
                 maps.Lb4Services.Delete(ToKey(s.Key, 0));
@@ -80,6 +73,67 @@ public static class LbMapIo
                 throw new ArgumentOutOfRangeException(nameof(op), op, "unknown operation");
         }
     }
+
+    /// <summary>Ops a batch can carry: consecutive upserts into the same map.</summary>
+    public static bool Batchable(LbOp op, LbOp first) => (op, first) switch
+    {
+        (LbOp.UpsertSlot or LbOp.UpsertService, LbOp.UpsertSlot or LbOp.UpsertService) => true,
+        (LbOp.UpsertBackend, LbOp.UpsertBackend) => true,
+        _ => false,
+    };
+
+    /// <summary>
+    /// Performs a run of consecutive upserts into one map with bpf_map_update_batch, in chunks.
+    /// The kernel applies a batch's elements in order, so the make-before-break order of the
+    /// run is kept; a bulk load (start-up, re-list) costs a few hundred syscalls instead of one
+    /// per entry.
+    /// </summary>
+    public static void ApplyBatch(LbMaps maps, IReadOnlyList<LbOp> ops, int start, int end)
+    {
+        const int chunk = 4096;
+        if (ops[start] is LbOp.UpsertBackend)
+        {
+            var keys = new uint[Math.Min(chunk, end - start)];
+            var values = new Lb4Backend[keys.Length];
+            for (int i = start; i < end; i += chunk)
+            {
+                int n = Math.Min(chunk, end - i);
+                for (int k = 0; k < n; k++)
+                {
+                    var op = (LbOp.UpsertBackend)ops[i + k];
+                    keys[k] = op.Id;
+                    values[k] = ToBackend(op.Entry);
+                }
+                maps.Lb4Backends.UpdateBatch(keys.AsSpan(0, n), values.AsSpan(0, n));
+            }
+            return;
+        }
+        var skeys = new Lb4Key[Math.Min(chunk, end - start)];
+        var svalues = new Lb4Service[skeys.Length];
+        for (int i = start; i < end; i += chunk)
+        {
+            int n = Math.Min(chunk, end - i);
+            for (int k = 0; k < n; k++)
+            {
+                (skeys[k], svalues[k]) = ops[i + k] switch
+                {
+                    LbOp.UpsertSlot s => (ToKey(s.Key, s.Slot), new Lb4Service { BackendId = s.BackendId }),
+                    LbOp.UpsertService s => (ToKey(s.Key, 0), ToService(s.Entry)),
+                    var other => throw new ArgumentException($"{other} cannot be batched"),
+                };
+            }
+            maps.Lb4Services.UpdateBatch(skeys.AsSpan(0, n), svalues.AsSpan(0, n));
+        }
+    }
+
+    private static Lb4Service ToService(ServiceEntry e) => new()
+    {
+        Count = e.Count,
+        TerminatingCount = e.TerminatingCount,
+        RevNatId = e.RevNatId,
+        Flags = (ushort)e.Flags,
+        AffinityTimeout = e.AffinityTimeoutSeconds,
+    };
 
     public static Lb4Key ToKey(FrontendKey key, ushort slot) => new()
     {

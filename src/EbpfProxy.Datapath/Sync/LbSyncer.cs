@@ -8,7 +8,11 @@ using Microsoft.Extensions.Logging;
 namespace EbpfProxy.Datapath.Sync;
 
 /// <summary>Outcome of one sync pass.</summary>
-public sealed record LbSyncResult(int Writes, int Deletes, int ConntrackPurged, ImmutableArray<TranslationError> Errors, TimeSpan Duration);
+public sealed record LbSyncResult(int Writes, int Deletes, int ConntrackPurged, ImmutableArray<TranslationError> Errors, TimeSpan Duration)
+{
+    public TimeSpan PlanTime { get; init; }
+    public TimeSpan WriteTime { get; init; }
+}
 
 /// <summary>
 /// The only writer of the load-balancer maps. Keeps a model of what the maps hold (read back
@@ -22,28 +26,34 @@ public sealed partial class LbSyncer
     private readonly LbLimits _limits;
     private readonly ILogger _logger;
     private LbState? _state;
-    private DesiredLbState? _previous;
 
     public LbSyncer(LbMaps maps, LbLimits limits, ILogger<LbSyncer> logger)
     {
+        Purger = new ConntrackPurger(maps, logger);
         _maps = maps;
         _limits = limits;
         _logger = logger;
     }
 
+    /// <summary>Removes conntrack entries of removed backends; the owner runs <see cref="ConntrackPurger.PurgeNow"/> off the sync path.</summary>
+    public ConntrackPurger Purger { get; }
+
+    /// <summary>Runs of at least this many consecutive upserts into one map go through bpf_map_update_batch.</summary>
+    private const int MinBatch = 64;
+
     /// <summary>The model of the maps after the last pass (null before the first).</summary>
     public LbState? Current => _state;
 
     /// <summary>
-    /// Brings the maps to <paramref name="desired"/>. Normally only the frontends that changed
-    /// since the previous pass are planned; with <paramref name="full"/> (start, periodic resync,
-    /// after a failure) the maps are re-read and everything is diffed, which heals drift.
+    /// Brings the maps to <paramref name="desired"/>. With <paramref name="changed"/> (the
+    /// translator's changed frontends) only those are planned; without it everything is diffed
+    /// against the in-memory model. With <paramref name="reread"/> (start, periodic resync, after a
+    /// failure) the maps are read back first, which heals drift, and all of conntrack is validated.
     /// </summary>
-    public LbSyncResult Sync(DesiredLbState desired, bool full = false)
+    public LbSyncResult Sync(DesiredLbState desired, IReadOnlyCollection<FrontendKey>? changed = null, bool reread = false)
     {
         var sw = Stopwatch.StartNew();
-        IReadOnlyCollection<FrontendKey>? changed = null;
-        if (_state is null || _previous is null || full)
+        if (_state is null || reread)
         {
             var read = LbMapIo.Read(_maps);
             if (_state is not null)
@@ -52,90 +62,108 @@ public sealed partial class LbSyncer
                 read.RevNatIdHighWater = Math.Max(read.RevNatIdHighWater, _state.RevNatIdHighWater);
             }
             _state = read;
-        }
-        else
-        {
-            changed = desired.ChangedSince(_previous);
+            reread = true;
+            changed = null;
         }
 
+        var planStart = sw.Elapsed;
         var plan = LbPlanner.Plan(_state, desired, _limits, changed);
+        var planTime = sw.Elapsed - planStart;
+        var removals = SlotRemovals(_state, plan.Ops);
         int writes = 0, deletes = 0;
-        bool slotsChanged = false;
         try
         {
-            foreach (var op in plan.Ops)
+            var ops = plan.Ops;
+            for (int i = 0; i < ops.Count;)
             {
-                LbMapIo.Apply(_maps, op);
-                _state.Apply(op);
-                if (op.IsDelete)
-                    deletes++;
+                int end = i + 1;
+                while (end < ops.Count && LbMapIo.Batchable(ops[end], ops[i]))
+                    end++;
+                if (end - i >= MinBatch)
+                    LbMapIo.ApplyBatch(_maps, ops, i, end);
                 else
-                    writes++;
-                slotsChanged |= op is LbOp.DeleteSlot or LbOp.DeleteService or LbOp.UpsertSlot;
+                    for (int k = i; k < end; k++)
+                        LbMapIo.Apply(_maps, ops[k]);
+                for (int k = i; k < end; k++)
+                {
+                    _state.Apply(ops[k]);
+                    if (ops[k].IsDelete)
+                        deletes++;
+                    else
+                        writes++;
+                }
+                i = end;
             }
         }
         catch
         {
             // Unknown how far the kernel got: the next pass starts from what the maps really hold.
             _state = null;
-            _previous = null;
             throw;
         }
-        _previous = desired;
+        var writeTime = sw.Elapsed - planStart - planTime;
 
-        int purged = slotsChanged ? PurgeStaleConntrack(_state) : 0;
+        int purged = 0;
+        if (reread)
+        {
+            // Full pass: validate all of conntrack (removals may have happened while no daemon ran).
+            var (valid, replies) = ValidPairs(_state);
+            purged = Purger.PurgeAllExcept(valid, replies);
+        }
+        else
+        {
+            // Still named by the frontend after the plan (moved to another slot): not removed.
+            Purger.Enqueue(removals
+                .Where(r => !(_state.Frontends.TryGetValue(r.Key, out var fe) && fe.Service?.RevNatId == r.Removed.RevNatId && fe.Slots.ContainsValue(r.Removed.BackendId)))
+                .Select(r => r.Removed));
+        }
         foreach (var e in plan.Errors)
             LogPlanError(_logger, e.ToString());
-        return new LbSyncResult(writes, deletes, purged, plan.Errors, sw.Elapsed);
+        return new LbSyncResult(writes, deletes, purged, plan.Errors, sw.Elapsed) { PlanTime = planTime, WriteTime = writeTime };
     }
 
-    /// <summary>
-    /// Removes conntrack entries whose backend is no longer a backend of their service, so a
-    /// removed backend's flows (UDP ones especially, which never close) stop at once instead of
-    /// after their timeout. Reply entries are matched by their backend address and rev-NAT id.
-    /// </summary>
-    private int PurgeStaleConntrack(LbState after)
+    /// <summary>The (rev-NAT id, backend) pairs the maps hold after a pass, for a full conntrack validation.</summary>
+    private static (HashSet<(ushort, uint)> Valid, HashSet<(ushort, System.Net.IPAddress, ushort)> Replies) ValidPairs(LbState state)
     {
-        // (rev-NAT id, backend id) pairs that remain valid.
         var valid = new HashSet<(ushort, uint)>();
-        var validReply = new HashSet<(ushort, System.Net.IPAddress, ushort)>();
-        foreach (var fe in after.Frontends.Values)
+        var replies = new HashSet<(ushort, System.Net.IPAddress, ushort)>();
+        foreach (var fe in state.Frontends.Values)
         {
             if (fe.Service is not { } svc)
                 continue;
             foreach (var id in fe.Slots.Values)
             {
                 valid.Add((svc.RevNatId, id));
-                if (after.Backends.TryGetValue(id, out var be))
-                    validReply.Add((svc.RevNatId, be.Address.Address, be.Address.Port));
+                if (state.Backends.TryGetValue(id, out var be))
+                    replies.Add((svc.RevNatId, be.Address.Address, be.Address.Port));
             }
         }
-        int purged = 0;
-        var stale = new List<Ct4Key>();
-        foreach (var (key, entry) in _maps.Ct4.Entries())
+        return (valid, replies);
+    }
+
+    /// <summary>Backends that a plan's slot removals take away from their frontend (checked against the state after the plan).</summary>
+    private static List<(FrontendKey Key, RemovedBackend Removed)> SlotRemovals(LbState before, IReadOnlyList<LbOp> ops)
+    {
+        var list = new List<(FrontendKey, RemovedBackend)>();
+        foreach (var op in ops)
         {
-            bool keep = key.Dir switch
+            (FrontendKey key, ushort slot) = op switch
             {
-                CtDirection.Service => valid.Contains((entry.RevNatId, entry.BackendId)),
-                CtDirection.Reply => validReply.Contains((entry.RevNatId, key.SaddrBe.ToAddress(), key.SportBe.ToHost())),
-                _ => true,
+                LbOp.DeleteSlot d => (d.Key, d.Slot),
+                LbOp.UpsertSlot u => (u.Key, u.Slot),
+                _ => (default, (ushort)0),
             };
-            if (!keep)
-                stale.Add(key);
+            if (slot == 0 || !before.Frontends.TryGetValue(key, out var fe) || fe.Service is not { } svc || !fe.Slots.TryGetValue(slot, out var id))
+                continue;
+            if (op is LbOp.UpsertSlot { BackendId: var to } && to == id)
+                continue;
+            if (before.Backends.TryGetValue(id, out var be))
+                list.Add((key, new RemovedBackend(svc.RevNatId, id, be.Address.Address, be.Address.Port)));
         }
-        foreach (var key in stale)
-        {
-            if (_maps.Ct4.Delete(key))
-                purged++;
-        }
-        if (purged > 0)
-            LogPurged(_logger, purged);
-        return purged;
+        return list;
     }
 
     [LoggerMessage(EventId = 200, Level = LogLevel.Warning, Message = "Not programmed: {Error}")]
     private static partial void LogPlanError(ILogger logger, string error);
 
-    [LoggerMessage(EventId = 201, Level = LogLevel.Information, Message = "Removed {Count} conntrack entries of removed backends")]
-    private static partial void LogPurged(ILogger logger, int count);
 }

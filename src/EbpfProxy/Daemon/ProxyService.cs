@@ -71,7 +71,10 @@ public sealed partial class ProxyService : BackgroundService
                     // A change of this node's Node object (zone, addresses) invalidates every cached result.
                     var node = NodeContext.From(_options.NodeName, _store.Snapshot().Nodes.GetValueOrDefault(_options.NodeName));
                     if (!node.Equals(translator.Node))
+                    {
                         translator = new ServiceTranslator(node);
+                        _store.MarkAllServicesDirty();
+                    }
                     try
                     {
                         SyncOnce(syncer, translator, trigger);
@@ -93,6 +96,7 @@ public sealed partial class ProxyService : BackgroundService
                 runner.Request();
             }
 
+            var purgeLoop = PurgeLoopAsync(syncer.Purger, stoppingToken);
             try
             {
                 LogWaitingForSources(_logger);
@@ -109,7 +113,7 @@ public sealed partial class ProxyService : BackgroundService
             }
             try
             {
-                await attachLoop.ConfigureAwait(false);
+                await Task.WhenAll(attachLoop, purgeLoop).ConfigureAwait(false);
             }
             catch (OperationCanceledException)
             {
@@ -123,8 +127,10 @@ public sealed partial class ProxyService : BackgroundService
     {
         var sw = Stopwatch.StartNew();
         var pending = _metrics.PendingChanges;
-        var snapshot = _store.Snapshot();
-        var translation = translator.Translate(snapshot);
+        var changes = _store.TakeServiceChanges();
+        var snapshot = changes.Snapshot;
+        var translation = translator.Translate(changes);
+        var translateTime = sw.Elapsed;
         // Report each skipped object once, not on every sync.
         var errors = new HashSet<string>(StringComparer.Ordinal);
         foreach (var e in translation.Errors)
@@ -134,8 +140,15 @@ public sealed partial class ProxyService : BackgroundService
                 LogTranslationError(_logger, e.Kind, e.Object, e.Message);
         }
         _reportedErrors = errors;
-        var result = syncer.Sync(translation.State, full: trigger != SyncTrigger.Requested);
+        var result = syncer.Sync(translation.State, translation.ChangedFrontends, reread: trigger != SyncTrigger.Requested);
         var n = Interlocked.Increment(ref _syncCount);
+        if (n == 1)
+        {
+            // The initial list and the first full pass leave a large heap of garbage behind
+            // (deserialized lists, first-time plans); compact once and return it to the OS, so the
+            // steady-state footprint reflects what the daemon actually holds.
+            GC.Collect(GC.MaxGeneration, GCCollectionMode.Aggressive, blocking: true, compacting: true);
+        }
         var now = _time.GetUtcNow();
         _metrics.SyncDuration.Record(sw.Elapsed.TotalSeconds);
         _metrics.MapWrites.Add(result.Writes + result.Deletes);
@@ -154,11 +167,34 @@ public sealed partial class ProxyService : BackgroundService
                 }
             }
         }
-        LogSynced(_logger, n, trigger, snapshot.Version, result.Writes, result.Deletes, result.ConntrackPurged, translation.State.Frontends.Count, sw.Elapsed.TotalMilliseconds);
+        LogSynced(_logger, n, trigger, snapshot.Version, result.Writes, result.Deletes, result.ConntrackPurged, translation.State.Frontends.Count,
+            translateTime.TotalMilliseconds, result.PlanTime.TotalMilliseconds, result.WriteTime.TotalMilliseconds, GC.GetTotalMemory(false) / 1048576, sw.Elapsed.TotalMilliseconds);
     }
 
     /// <summary>Set by the EndpointSlice controller to the time of the change that caused the slice update.</summary>
     public const string TriggerTimeAnnotation = "endpoints.kubernetes.io/last-change-trigger-time";
+
+    /// <summary>Removes conntrack entries of removed backends, coalescing the removals of many syncs (at most 4 scans a second).</summary>
+    private async Task PurgeLoopAsync(ConntrackPurger purger, CancellationToken ct)
+    {
+        using var timer = new PeriodicTimer(TimeSpan.FromMilliseconds(250), _time);
+        while (await timer.WaitForNextTickAsync(ct).ConfigureAwait(false))
+        {
+            if (!purger.HasPending)
+                continue;
+            try
+            {
+                purger.PurgeNow();
+            }
+            catch (Exception ex) when (ex is not OperationCanceledException)
+            {
+                LogPurgeFailed(_logger, ex);
+            }
+        }
+    }
+
+    [LoggerMessage(EventId = 7, Level = LogLevel.Error, Message = "Conntrack purge failed; it is retried with the next removal or full sync")]
+    private static partial void LogPurgeFailed(ILogger logger, Exception ex);
 
     private async Task AttachLoopAsync(PodInterfaceAttacher attacher, CancellationToken ct)
     {
@@ -183,8 +219,8 @@ public sealed partial class ProxyService : BackgroundService
     [LoggerMessage(EventId = 2, Level = LogLevel.Information, Message = "Waiting for every source to finish its initial list before writing any map")]
     private static partial void LogWaitingForSources(ILogger logger);
 
-    [LoggerMessage(EventId = 3, Level = LogLevel.Information, Message = "Sync #{Count} ({Trigger}, snapshot {Version}): {Writes} writes, {Deletes} deletes, {Purged} conntrack entries purged, {Frontends} frontends, {ElapsedMs:F1} ms")]
-    private static partial void LogSynced(ILogger logger, long count, SyncTrigger trigger, long version, int writes, int deletes, int purged, int frontends, double elapsedMs);
+    [LoggerMessage(EventId = 3, Level = LogLevel.Information, Message = "Sync #{Count} ({Trigger}, snapshot {Version}): {Writes} writes, {Deletes} deletes, {Purged} conntrack entries purged, {Frontends} frontends; translate {TranslateMs:F1} ms, plan {PlanMs:F1} ms, write {WriteMs:F1} ms, heap {HeapMiB} MiB, {ElapsedMs:F1} ms")]
+    private static partial void LogSynced(ILogger logger, long count, SyncTrigger trigger, long version, int writes, int deletes, int purged, int frontends, double translateMs, double planMs, double writeMs, long heapMiB, double elapsedMs);
 
     [LoggerMessage(EventId = 4, Level = LogLevel.Warning, Message = "Skipped {Kind} {Object}: {Message}")]
     private static partial void LogTranslationError(ILogger logger, string kind, string @object, string message);

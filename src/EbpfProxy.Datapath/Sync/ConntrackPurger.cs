@@ -1,0 +1,99 @@
+using System.Net;
+using EbpfProxy.Datapath.Maps;
+using Microsoft.Extensions.Logging;
+
+namespace EbpfProxy.Datapath.Sync;
+
+/// <summary>A backend that stopped being a backend of a service (by rev-NAT id).</summary>
+public readonly record struct RemovedBackend(ushort RevNatId, uint BackendId, IPAddress Address, ushort Port);
+
+/// <summary>
+/// Deletes the conntrack entries of backends removed from their service, so their flows (UDP
+/// ones especially, which never close) stop at once instead of after their timeout. The syncer
+/// records what each pass removed; the scan of the conntrack map (its cost grows with the map's
+/// size, not with the change) runs off the sync path, coalescing the removals of many passes.
+/// </summary>
+public sealed partial class ConntrackPurger
+{
+    private readonly LbMaps _maps;
+    private readonly ILogger _logger;
+    private readonly Lock _gate = new();
+    private List<RemovedBackend> _pending = [];
+
+    public ConntrackPurger(LbMaps maps, ILogger logger)
+    {
+        _maps = maps;
+        _logger = logger;
+    }
+
+    public bool HasPending
+    {
+        get
+        {
+            lock (_gate)
+                return _pending.Count > 0;
+        }
+    }
+
+    public void Enqueue(IEnumerable<RemovedBackend> removed)
+    {
+        lock (_gate)
+            _pending.AddRange(removed);
+    }
+
+    /// <summary>Scans conntrack once for every removal recorded so far. Returns the number of entries deleted.</summary>
+    public int PurgeNow()
+    {
+        List<RemovedBackend> batch;
+        lock (_gate)
+        {
+            if (_pending.Count == 0)
+                return 0;
+            batch = _pending;
+            _pending = [];
+        }
+        var services = new HashSet<(ushort, uint)>();
+        var replies = new HashSet<(ushort, IPAddress, ushort)>();
+        foreach (var r in batch)
+        {
+            services.Add((r.RevNatId, r.BackendId));
+            replies.Add((r.RevNatId, r.Address, r.Port));
+        }
+        return Purge(e => e.Key.Dir switch
+        {
+            CtDirection.Service => services.Contains((e.Value.RevNatId, e.Value.BackendId)),
+            CtDirection.Reply => replies.Contains((e.Value.RevNatId, e.Key.SaddrBe.ToAddress(), e.Key.SportBe.ToHost())),
+            _ => false,
+        });
+    }
+
+    /// <summary>
+    /// Deletes every entry whose (rev-NAT id, backend) is not among <paramref name="valid"/>
+    /// (after a full sync: catches removals that happened while the daemon was not running).
+    /// </summary>
+    public int PurgeAllExcept(HashSet<(ushort RevNatId, uint BackendId)> valid, HashSet<(ushort RevNatId, IPAddress Address, ushort Port)> validReplies) =>
+        Purge(e => e.Key.Dir switch
+        {
+            CtDirection.Service => !valid.Contains((e.Value.RevNatId, e.Value.BackendId)),
+            CtDirection.Reply => !validReplies.Contains((e.Value.RevNatId, e.Key.SaddrBe.ToAddress(), e.Key.SportBe.ToHost())),
+            _ => false,
+        });
+
+    private int Purge(Func<KeyValuePair<Ct4Key, CtEntry>, bool> stale)
+    {
+        var doomed = new List<Ct4Key>();
+        foreach (var e in _maps.Ct4.Entries())
+            if (stale(e))
+                doomed.Add(e.Key);
+        int purged = 0;
+        foreach (var key in doomed)
+            if (_maps.Ct4.Delete(key))
+                purged++;
+        if (purged > 0)
+            LogPurged(_logger, purged);
+        return purged;
+    }
+
+    [LoggerMessage(EventId = 201, Level = LogLevel.Information, Message = "Removed {Count} conntrack entries of removed backends")]
+    private static partial void LogPurged(ILogger logger, int count);
+}

@@ -1,0 +1,79 @@
+using EbpfProxy.Core.Cluster;
+using EbpfProxy.Core.Model;
+using EbpfProxy.Core.Planning;
+using EbpfProxy.Core.Translation;
+using k8s.Models;
+
+namespace EbpfProxy.Core.Tests;
+
+/// <summary>The change-tracked translator must always agree with a translation from scratch.</summary>
+public class IncrementalTranslationTests
+{
+    private static V1Service Service(int i, int port, string ip) => new()
+    {
+        Metadata = new V1ObjectMeta { Name = $"svc-{i}", NamespaceProperty = "default", ResourceVersion = Guid.NewGuid().ToString() },
+        Spec = new V1ServiceSpec { ClusterIP = ip, Ports = [new V1ServicePort { Name = "p", Port = port, Protocol = "TCP" }] },
+    };
+
+    private static V1EndpointSlice Slice(string name, int service, IEnumerable<int> backends) => new()
+    {
+        Metadata = new V1ObjectMeta
+        {
+            Name = name,
+            NamespaceProperty = "default",
+            ResourceVersion = Guid.NewGuid().ToString(),
+            Labels = new Dictionary<string, string> { ["kubernetes.io/service-name"] = $"svc-{service}" },
+        },
+        AddressType = "IPv4",
+        Ports = [new Discoveryv1EndpointPort { Name = "p", Port = 8080, Protocol = "TCP" }],
+        Endpoints = [.. backends.Select(b => new V1Endpoint { Addresses = [$"10.244.0.{b}"] })],
+    };
+
+    private static string Render(DesiredLbState state) =>
+        string.Join("\n", state.Frontends.Values
+            .OrderBy(f => f.Key.ToString(), StringComparer.Ordinal)
+            .Select(f => $"{f.Key} {f.Service} {f.Flags} [{string.Join(",", f.Active.Select(b => b.Address))}] [{string.Join(",", f.Terminating.Select(b => b.Address))}]"));
+
+    [Fact]
+    public void RandomChurnMatchesAFullTranslation()
+    {
+        var rng = new Random(11);
+        var store = new ClusterStore();
+        var incremental = new ServiceTranslator(new NodeContext("node-1"));
+        var plannedFromChanges = new LbState();
+        for (int round = 0; round < 400; round++)
+        {
+            int i = rng.Next(8);
+            switch (rng.Next(6))
+            {
+                case 0:
+                    store.DeleteService($"default/svc-{i}");
+                    break;
+                case 1:
+                    // Two services may claim the same frontend: the clash must resolve the same way.
+                    store.Upsert(Service(i, 80 + rng.Next(2), $"10.96.0.{rng.Next(4)}"));
+                    break;
+                case 2:
+                    store.DeleteEndpointSlice($"default/s-{rng.Next(12)}");
+                    break;
+                case 3:
+                    // A slice may move to another service.
+                    store.Upsert(Slice($"s-{rng.Next(12)}", i, Enumerable.Range(1, 9).Where(_ => rng.Next(3) == 0)));
+                    break;
+                default:
+                    store.Upsert(Service(i, 80, $"10.96.1.{i}"));
+                    break;
+            }
+            var changes = store.TakeServiceChanges();
+            var result = incremental.Translate(changes);
+            var fresh = ServiceTranslator.Translate(changes.Snapshot, new NodeContext("node-1"));
+            Assert.Equal(Render(fresh.State), Render(result.State));
+            Assert.Equal(fresh.Errors.Select(e => e.ToString()).Order(), result.Errors.Select(e => e.ToString()).Order());
+
+            // Planning only the reported changes keeps the maps equal to what the full plan gives.
+            foreach (var op in LbPlanner.Plan(plannedFromChanges, result.State, changed: result.ChangedFrontends).Ops)
+                plannedFromChanges.Apply(op);
+            Assert.Empty(LbPlanner.Plan(plannedFromChanges, result.State).Ops);
+        }
+    }
+}
