@@ -48,6 +48,12 @@ test-unit: build
 demo: build
 	$(DOTNET) run --no-build -c $(CONFIG) --project tools/EbpfProxy.Demo -- --ebpf-proxy $(BIN)/ebpf-proxy --manifests examples/echo
 
+## bench: scale runs, reported side by side (not part of `make test`); see docs/benchmarks.md.
+bench: build
+	$(DOTNET) build bench/EbpfProxy.Bench -c $(CONFIG) -nologo -v quiet
+	$(DOTNET) bench/EbpfProxy.Bench/bin/$(CONFIG)/net10.0/EbpfProxy.Bench.dll control-plane
+	$(DOTNET) bench/EbpfProxy.Bench/bin/$(CONFIG)/net10.0/EbpfProxy.Bench.dll api-scale --ebpf-proxy $(BIN)/ebpf-proxy --changes 200
+
 clean:
 	rm -rf $(ARTIFACTS)
 	$(DOTNET) clean EbpfProxy.sln -nologo -v quiet || true

@@ -49,6 +49,9 @@ public static class ApiScaleBench
             var first = await daemon.WaitForOutputAsync(new Regex(@"Sync #1 .*"), TimeSpan.FromMinutes(5));
             var startToProgrammed = sw.Elapsed;
             Console.WriteLine($"start -> all maps programmed: {startToProgrammed.TotalSeconds:F2} s   ({first.Value})");
+            if (Environment.GetEnvironmentVariable("EPX_BENCH_VERBOSE") == "1")
+                foreach (var l in daemon.Output.Take(20))
+                    Console.WriteLine($"  start | {l}");
 
             await Task.Delay(TimeSpan.FromSeconds(3));
             Console.WriteLine($"daemon resident memory after sync: {Rss(daemon.Pid) / 1024.0:F0} MiB");

@@ -21,7 +21,7 @@ enum reason {
 
 	REASON_DROP_MIN = 128,
 	REASON_DROP_INVALID = 128, /* truncated or malformed headers */
-	REASON_DROP_NO_BACKEND = 129, /* frontend exists, no usable backend */
+	REASON_DROP_NO_BACKEND = 129, /* retired: a service without endpoint is now rejected (133) */
 	REASON_DROP_BACKEND_MISSING = 130, /* a slot names a backend that is gone */
 	REASON_DROP_CT_CREATE = 131, /* conntrack entry could not be written */
 	REASON_DROP_NAT = 132, /* rewrite or checksum update failed */

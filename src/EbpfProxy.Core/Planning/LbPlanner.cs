@@ -152,7 +152,7 @@ public static class LbPlanner
                 ops.Add(new LbOp.UpsertService(fe.Key, entry));
             if (have is not null)
             {
-                foreach (var (slot, id) in have.Slots)
+                foreach (var (slot, id) in have.Slots.OrderBy(kv => kv.Key))
                 {
                     if (slot > total || slot == 0)
                     {
@@ -175,7 +175,7 @@ public static class LbPlanner
                 if (current.Names.ContainsKey(svc.RevNatId))
                     ops.Add(new LbOp.DeleteName(svc.RevNatId));
             }
-            foreach (var (slot, id) in have.Slots)
+            foreach (var (slot, id) in have.Slots.OrderBy(kv => kv.Key))
             {
                 ops.Add(new LbOp.DeleteSlot(key, slot));
                 released.Add(id);

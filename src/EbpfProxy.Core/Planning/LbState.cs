@@ -16,7 +16,8 @@ public readonly record struct RevNatEntry(IPAddress Address, ushort Port);
 public sealed class FrontendEntries
 {
     public ServiceEntry? Service { get; set; }
-    public SortedDictionary<ushort, uint> Slots { get; } = new();
+    /// <summary>Backend id by slot number (unordered; slots 1..count+terminating when consistent).</summary>
+    public Dictionary<ushort, uint> Slots { get; } = new();
 }
 
 /// <summary>

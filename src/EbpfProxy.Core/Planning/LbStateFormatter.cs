@@ -30,7 +30,7 @@ public static class LbStateFormatter
                 problems.Add($"rev-NAT id {s2.RevNatId} missing");
             var backends = new List<BackendRow>();
             int count = svc?.Count ?? 0;
-            foreach (var (slot, id) in fe.Slots)
+            foreach (var (slot, id) in fe.Slots.OrderBy(kv => kv.Key))
             {
                 string addr;
                 string flags;

@@ -3,6 +3,7 @@ using System.Net;
 using System.Net.Sockets;
 using EbpfProxy.Core.Cluster;
 using EbpfProxy.Core.Model;
+using EbpfProxy.Core.Planning;
 using k8s.Models;
 
 namespace EbpfProxy.Core.Translation;
@@ -319,8 +320,8 @@ public sealed class ServiceTranslator
     private static (ImmutableArray<Backend> Active, ImmutableArray<Backend> Terminating) SelectEndpoints(
         V1EndpointSlice[] slices, V1ServicePort servicePort, L4Protocol protocol, AddressFamily family, NodeContext node)
     {
-        var ready = new SortedDictionary<BackendAddress, Backend>(BackendAddressComparer.Instance);
-        var fallback = new SortedDictionary<BackendAddress, Backend>(BackendAddressComparer.Instance);
+        var ready = new Dictionary<BackendAddress, Backend>();
+        var fallback = new Dictionary<BackendAddress, Backend>();
         var wantType = family == AddressFamily.InterNetwork ? "IPv4" : "IPv6";
         var wantName = servicePort.Name ?? "";
 
@@ -352,9 +353,13 @@ public sealed class ServiceTranslator
             }
         }
         return ready.Count > 0
-            ? ([.. ready.Values], [])
-            : ([], [.. fallback.Values]);
+            ? (Ordered(ready.Values), [])
+            : ([], Ordered(fallback.Values));
     }
+
+    /// <summary>Backends in address order, so identical input gives identical output.</summary>
+    private static ImmutableArray<Backend> Ordered(IEnumerable<Backend> backends) =>
+        [.. backends.OrderBy(b => AddressOrder.Key(b.Address.Address)).ThenBy(b => b.Address.Port).ThenBy(b => b.Address.Protocol)];
 
     private static L4Protocol? SafeProtocol(string? protocol)
     {
@@ -366,30 +371,5 @@ public sealed class ServiceTranslator
         {
             return null;
         }
-    }
-}
-
-/// <summary>Orders backend addresses by bytes, port, protocol: a deterministic order for output and slots.</summary>
-public sealed class BackendAddressComparer : IComparer<BackendAddress>
-{
-    public static BackendAddressComparer Instance { get; } = new();
-
-    public int Compare(BackendAddress x, BackendAddress y)
-    {
-        int c = CompareAddress(x.Address, y.Address);
-        if (c != 0)
-            return c;
-        c = x.Port.CompareTo(y.Port);
-        return c != 0 ? c : x.Protocol.CompareTo(y.Protocol);
-    }
-
-    internal static int CompareAddress(IPAddress a, IPAddress b)
-    {
-        Span<byte> ba = stackalloc byte[16];
-        Span<byte> bb = stackalloc byte[16];
-        a.TryWriteBytes(ba, out int la);
-        b.TryWriteBytes(bb, out int lb);
-        int c = la.CompareTo(lb);
-        return c != 0 ? c : ba[..la].SequenceCompareTo(bb[..lb]);
     }
 }
