@@ -467,11 +467,7 @@ public sealed class ResourceInformer<T, TList> : IResourceInformer
 
     // ---- helpers ----
 
-    private static T Trim(T obj)
-    {
-        obj.Metadata.ManagedFields = null;
-        return obj;
-    }
+    private static T Trim(T obj) => ObjectTrimmer.Trim(obj);
 
     /// <summary>410 Gone: as an HTTP status, or as a Status in an ERROR event (reason "Expired" or "Gone").</summary>
     internal static bool IsExpired(Exception? ex) => ex switch

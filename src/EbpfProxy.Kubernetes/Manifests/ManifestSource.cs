@@ -303,6 +303,20 @@ public sealed partial class ManifestSource : BackgroundService
         {
             _synced = true;
             _store.MarkSynced(SourceName);
+            // The store compares objects without a resourceVersion (all manifest objects) by
+            // serializing them; warm that path now so the first edit does not pay its JIT cost.
+            var samples = new List<object>();
+            if (services.Count > 0)
+                samples.Add(services.Values.First().Object);
+            if (allSlices.Count > 0)
+                samples.Add(allSlices[0]);
+            if (pods.Count > 0)
+                samples.Add(pods.Values.First().Object);
+            _ = Task.Run(() =>
+            {
+                foreach (var o in samples)
+                    _ = KubernetesJson.Serialize(o);
+            });
         }
     }
 
