@@ -55,6 +55,9 @@ public static class ApiScaleBench
 
             await Task.Delay(TimeSpan.FromSeconds(3));
             Console.WriteLine($"daemon resident memory after sync: {Rss(daemon.Pid) / 1024.0:F0} MiB");
+            if (Environment.GetEnvironmentVariable("EPX_BENCH_VERBOSE") == "1")
+                foreach (var line in File.ReadLines($"/proc/{daemon.Pid}/smaps_rollup").Where(l => l.StartsWith("Rss") || l.StartsWith("Anonymous") || l.StartsWith("Pss_File") || l.StartsWith("Pss_Anon")))
+                    Console.WriteLine($"  smaps | {line}");
 
             using var maps = LbMaps.OpenPinned(Path.Combine(bpffs.Path, "ebpf-proxy"));
             var latencies = new List<double>();

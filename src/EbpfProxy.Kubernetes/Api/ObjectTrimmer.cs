@@ -27,6 +27,13 @@ public static class ObjectTrimmer
                     ep.TargetRef = null;
                     ep.Hostname = null;
                     ep.DeprecatedTopology = null;
+                    // 100,000 endpoints repeat a few node and zone names and condition triples:
+                    // share them instead of keeping a copy per endpoint.
+                    ep.NodeName = Intern(ep.NodeName);
+                    ep.Zone = Intern(ep.Zone);
+                    ep.Conditions = SharedConditions(ep.Conditions);
+                    if (ep.Addresses is List<string> { Count: > 0 } list)
+                        ep.Addresses = list.ToArray();
                 }
                 break;
             case V1Pod pod:
@@ -64,6 +71,33 @@ public static class ObjectTrimmer
                 break;
         }
         return obj;
+    }
+
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<string, string> Names = new(StringComparer.Ordinal);
+    private static readonly V1EndpointConditions?[] Conditions = new V1EndpointConditions?[27];
+
+    /// <summary>One instance per distinct node or zone name (bounded: names beyond 100,000 are kept as they are).</summary>
+    private static string? Intern(string? s)
+    {
+        if (s is null)
+            return null;
+        if (Names.TryGetValue(s, out var shared))
+            return shared;
+        return Names.Count < 100_000 ? Names.GetOrAdd(s, s) : s;
+    }
+
+    /// <summary>
+    /// One instance per (ready, serving, terminating) combination, each unset, true or false. Shared
+    /// instances are never modified: nothing in the proxy writes to cached objects.
+    /// </summary>
+    private static V1EndpointConditions? SharedConditions(V1EndpointConditions? c)
+    {
+        if (c is null)
+            return null;
+        int index = Tri(c.Ready) * 9 + Tri(c.Serving) * 3 + Tri(c.Terminating);
+        return Conditions[index] ??= new V1EndpointConditions { Ready = c.Ready, Serving = c.Serving, Terminating = c.Terminating };
+
+        static int Tri(bool? b) => b is null ? 0 : b.Value ? 1 : 2;
     }
 
     private static void KeepAnnotation(V1ObjectMeta meta, string key)
