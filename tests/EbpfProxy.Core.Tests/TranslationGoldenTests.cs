@@ -31,7 +31,10 @@ public class TranslationGoldenTests
         var objects = KubernetesYaml.LoadAllFromString(File.ReadAllText(Path.Combine(dir, "input.yaml")));
         store.ReplaceAll(objects.OfType<V1Service>(), objects.OfType<V1EndpointSlice>(), objects.OfType<V1Pod>());
         var nodeFile = Path.Combine(dir, "node.txt");
-        var node = new NodeContext(File.Exists(nodeFile) ? File.ReadAllText(nodeFile).Trim() : "node-1");
+        // node.txt: the node's name on the first line, optionally "zone: <zone>" on the second.
+        var nodeLines = File.Exists(nodeFile) ? File.ReadAllLines(nodeFile) : ["node-1"];
+        var zone = nodeLines.Skip(1).FirstOrDefault(l => l.StartsWith("zone:", StringComparison.Ordinal))?["zone:".Length..].Trim();
+        var node = new NodeContext(nodeLines[0].Trim(), zone);
 
         var result = ServiceTranslator.Translate(store.Snapshot(), node);
         var plan = LbPlanner.Plan(new LbState(), result.State);

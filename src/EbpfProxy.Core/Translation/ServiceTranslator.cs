@@ -234,6 +234,7 @@ public sealed class ServiceTranslator
             return; // headless, or not allocated yet
         var ns = service.Metadata?.NamespaceProperty ?? "default";
         var name = service.Metadata?.Name ?? throw new ArgumentException("metadata.name is missing");
+        bool topology = !string.IsNullOrEmpty(node.Zone) && WantsTopology(service);
 
         var flags = ServiceFlags.None;
         uint affinityTimeout = 0;
@@ -276,7 +277,7 @@ public sealed class ServiceTranslator
                 // IPv4 datapath for now: endpoints of the wrong family are skipped below, as kube-proxy does.
                 if (ip.AddressFamily != AddressFamily.InterNetwork)
                     continue;
-                var (active, terminating) = SelectEndpoints(slices, port, protocol, ip.AddressFamily, node);
+                var (active, terminating) = SelectEndpoints(slices, port, protocol, ip.AddressFamily, node, topology);
                 var fk = new FrontendKey(new Frontend(ip, (ushort)port.Port, protocol), FrontendScope.External);
                 if (frontends.Any(f => f.Key == fk))
                 {
@@ -318,9 +319,13 @@ public sealed class ServiceTranslator
     /// is the slice port whose name and protocol match the service port.
     /// </summary>
     private static (ImmutableArray<Backend> Active, ImmutableArray<Backend> Terminating) SelectEndpoints(
-        V1EndpointSlice[] slices, V1ServicePort servicePort, L4Protocol protocol, AddressFamily family, NodeContext node)
+        V1EndpointSlice[] slices, V1ServicePort servicePort, L4Protocol protocol, AddressFamily family, NodeContext node, bool topology)
     {
         var ready = new Dictionary<BackendAddress, Backend>();
+        // Topology-aware routing (kube-proxy's canUseTopology): only when every ready endpoint
+        // carries zone hints and some hint names this node's zone; then only those endpoints.
+        var inZone = new HashSet<BackendAddress>();
+        bool allReadyHinted = true;
         var fallback = new Dictionary<BackendAddress, Backend>();
         var wantType = family == AddressFamily.InterNetwork ? "IPv4" : "IPv6";
         var wantName = servicePort.Name ?? "";
@@ -346,15 +351,42 @@ public sealed class ServiceTranslator
                     var addr = new BackendAddress(ip, (ushort)portNumber, protocol);
                     var flags = (local ? BackendFlags.Local : BackendFlags.None) | (terminating ? BackendFlags.Terminating : BackendFlags.None);
                     if (isReady)
+                    {
                         ready.TryAdd(addr, new Backend(addr, flags));
+                        var hints = ep.Hints?.ForZones;
+                        if (hints is null || hints.Count == 0)
+                            allReadyHinted = false;
+                        else if (node.Zone is { } zone && hints.Any(h => string.Equals(h.Name, zone, StringComparison.Ordinal)))
+                            inZone.Add(addr);
+                    }
                     else if (serving && terminating)
                         fallback.TryAdd(addr, new Backend(addr, flags));
                 }
             }
         }
+        if (topology && allReadyHinted && inZone.Count > 0)
+            return (Ordered(ready.Values.Where(b => inZone.Contains(b.Address))), []);
         return ready.Count > 0
             ? (Ordered(ready.Values), [])
             : ([], Ordered(fallback.Values));
+    }
+
+    public const string TopologyModeAnnotation = "service.kubernetes.io/topology-mode";
+    public const string LegacyTopologyAnnotation = "service.kubernetes.io/topology-aware-hints";
+
+    /// <summary>
+    /// Whether the service asks for topology-aware routing: the topology-mode annotation (or its
+    /// older name) set to Auto, or trafficDistribution PreferClose (PreferSameZone is its newer name).
+    /// </summary>
+    private static bool WantsTopology(V1Service service)
+    {
+        var annotations = service.Metadata?.Annotations;
+        string? mode = null;
+        if (annotations is not null && !annotations.TryGetValue(TopologyModeAnnotation, out mode))
+            annotations.TryGetValue(LegacyTopologyAnnotation, out mode);
+        if (mode is "Auto" or "auto")
+            return true;
+        return service.Spec?.TrafficDistribution is "PreferClose" or "PreferSameZone";
     }
 
     /// <summary>Backends in address order, so identical input gives identical output.</summary>
