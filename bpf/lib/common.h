@@ -26,6 +26,9 @@
 #ifndef LB_REVNAT_MAX
 #define LB_REVNAT_MAX 65536
 #endif
+#ifndef LB4_AFFINITY_MAX
+#define LB4_AFFINITY_MAX 65536
+#endif
 #ifndef CT4_MAX
 #define CT4_MAX 524288
 #endif

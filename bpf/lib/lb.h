@@ -63,6 +63,42 @@ static __always_inline __u32 lb4_select_backend(const struct pkt4 *p, const stru
 }
 
 /*
+ * sessionAffinity ClientIP: the backend this client was pinned to, when the pin
+ * is younger than the service's timeout (counted from the client's last new
+ * connection, as kube-proxy's "recent" match does) and the backend still
+ * exists. User space forgets pins of backends removed from the service.
+ */
+static __always_inline struct lb4_backend *lb4_affinity_backend(const struct pkt4 *p, const struct lb4_service *svc,
+								__u64 now, __u32 *backend_id)
+{
+	struct lb4_affinity_key key = {
+		.client_be = p->saddr,
+		.rev_nat_id = svc->rev_nat_id,
+	};
+	struct lb_affinity_value *pin = bpf_map_lookup_elem(&lb4_affinity, &key);
+
+	if (!pin || now - pin->last_used_ns > (__u64)svc->affinity_timeout * NSEC_PER_SEC)
+		return NULL;
+	*backend_id = pin->backend_id;
+	return bpf_map_lookup_elem(&lb4_backends, backend_id);
+}
+
+static __always_inline void lb4_affinity_record(const struct pkt4 *p, const struct lb4_service *svc, __u64 now,
+						__u32 backend_id)
+{
+	struct lb4_affinity_key key = {
+		.client_be = p->saddr,
+		.rev_nat_id = svc->rev_nat_id,
+	};
+	struct lb_affinity_value pin = {
+		.last_used_ns = now,
+		.backend_id = backend_id,
+	};
+
+	bpf_map_update_elem(&lb4_affinity, &key, &pin, BPF_ANY);
+}
+
+/*
  * No frontend matched. Inside the service CIDR (when configured) an address
  * that is a ClusterIP but not on this port/protocol is rejected and any other
  * address is dropped, as kube-proxy's nftables mode does (it stops scans and
@@ -118,12 +154,20 @@ static __always_inline __u32 lb4_from_client(struct __sk_buff *skb, const struct
 	if (!svc)
 		return lb4_no_frontend(p);
 
-	backend_id = lb4_select_backend(p, svc, LB_SCOPE_EXTERNAL);
-	if (!backend_id)
-		return REASON_REJECT_NO_ENDPOINT;
-	be = bpf_map_lookup_elem(&lb4_backends, &backend_id);
-	if (!be)
-		return REASON_DROP_BACKEND_MISSING;
+	be = NULL;
+	backend_id = 0;
+	if (svc->flags & LB_SVC_F_AFFINITY)
+		be = lb4_affinity_backend(p, svc, now, &backend_id);
+	if (!be) {
+		backend_id = lb4_select_backend(p, svc, LB_SCOPE_EXTERNAL);
+		if (!backend_id)
+			return REASON_REJECT_NO_ENDPOINT;
+		be = bpf_map_lookup_elem(&lb4_backends, &backend_id);
+		if (!be)
+			return REASON_DROP_BACKEND_MISSING;
+	}
+	if (svc->flags & LB_SVC_F_AFFINITY)
+		lb4_affinity_record(p, svc, now, backend_id);
 
 	{
 		struct ct_entry entry = {

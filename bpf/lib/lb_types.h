@@ -86,6 +86,21 @@ struct lb_config {
 	__u32 pad;
 };
 
+/* Key of lb4_affinity: a client address pinned to a backend of one service
+ * port (sessionAffinity: ClientIP). */
+struct lb4_affinity_key {
+	__be32 client_be;
+	__u16 rev_nat_id;
+	__u16 pad;
+};
+
+/* Value of lb4_affinity. */
+struct lb_affinity_value {
+	__u64 last_used_ns; /* bpf_ktime_get_ns() of the last new connection */
+	__u32 backend_id;
+	__u32 pad;
+};
+
 /* Value of lb_names: the service port a rev-NAT id belongs to, for operators
  * ("namespace/name:port"). The datapath never reads it. */
 #define LB_NAME_LEN 128

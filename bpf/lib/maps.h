@@ -53,6 +53,15 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } lb_names SEC(".maps");
 
+/* Session affinity: (client, rev-NAT id) -> backend, LRU. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct lb4_affinity_key);
+	__type(value, struct lb_affinity_value);
+	__uint(max_entries, LB4_AFFINITY_MAX);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb4_affinity SEC(".maps");
+
 /* Node-wide settings (service CIDR), one entry. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

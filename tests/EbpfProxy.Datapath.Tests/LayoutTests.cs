@@ -25,6 +25,8 @@ public class LayoutTests
         { "ct_entry", typeof(CtEntry) },
         { "metrics_value", typeof(MetricsValue) },
         { "lb_config", typeof(LbConfig) },
+        { "lb4_affinity_key", typeof(Lb4AffinityKey) },
+        { "lb_affinity_value", typeof(LbAffinityValue) },
     };
 
     [Theory]

@@ -91,8 +91,11 @@ public sealed class PodDatapath : IDisposable
     /// <summary>A Service with one TCP and one UDP port 80 -> 8080 and a slice listing these backends.</summary>
     public static string EchoService(params string[] backends) => EchoService("10.96.0.42", backends);
 
-    public static string EchoService(string vip, string[] backends, string[]? terminating = null)
+    public static string EchoService(string vip, string[] backends, string[]? terminating = null, int affinitySeconds = 0)
     {
+        var affinity = affinitySeconds > 0
+            ? $"\n  sessionAffinity: ClientIP\n  sessionAffinityConfig: {{clientIP: {{timeoutSeconds: {affinitySeconds}}}}}"
+            : "";
         var endpoints = string.Concat(backends.Select(b => $"\n- {{addresses: [{b}], conditions: {{ready: true}}, nodeName: node-1}}"));
         endpoints += string.Concat((terminating ?? []).Select(b => $"\n- {{addresses: [{b}], conditions: {{ready: false, serving: true, terminating: true}}}}"));
         var endpointsYaml = endpoints.Length == 0 ? " []" : endpoints;
@@ -101,7 +104,7 @@ public sealed class PodDatapath : IDisposable
             kind: Service
             metadata: {"{"}name: echo, namespace: default{"}"}
             spec:
-              clusterIP: {vip}
+              clusterIP: {vip}{affinity}
               ports:
               - {"{"}name: http, port: 80, protocol: TCP{"}"}
               - {"{"}name: udp, port: 80, protocol: UDP{"}"}

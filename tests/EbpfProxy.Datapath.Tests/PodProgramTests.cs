@@ -282,6 +282,66 @@ public class PodProgramTests
         Assert.All(chosen, c => Assert.Contains(c.ToString(), backends));
     }
 
+    private static IPAddress ClientN(int n) => IPAddress.Parse($"10.244.7.{n}");
+
+    private static IPAddress Chosen(PodDatapath dp, IPAddress client, ushort port) =>
+        Packet.Parse(dp.FromPod(PacketBuilder.Tcp(client, port, PodDatapath.Vip, 80)).Packet).Destination!;
+
+    [PrivilegedFact]
+    public void SessionAffinityPinsAClientToOneBackendAndOthersStillSpread()
+    {
+        using var dp = new PodDatapath();
+        dp.Apply(PodDatapath.EchoService("10.96.0.42", Three, affinitySeconds: 10800));
+        var first = Chosen(dp, ClientN(1), 20000);
+        for (ushort port = 20001; port < 20040; port++)
+            Assert.Equal(first, Chosen(dp, ClientN(1), port));
+
+        var perClient = Enumerable.Range(2, 40).Select(n => Chosen(dp, ClientN(n), 30000)).ToHashSet();
+        Assert.True(perClient.Count > 1, "different clients all landed on one backend");
+    }
+
+    [PrivilegedFact]
+    public void AnExpiredPinIsNotUsed()
+    {
+        using var dp = new PodDatapath();
+        dp.Apply(PodDatapath.EchoService("10.96.0.42", Three, affinitySeconds: 60));
+        var revNat = dp.Syncer.Current!.Frontends.Single(f => f.Key.Frontend.Port == 80 && f.Key.Frontend.Protocol == Core.Model.L4Protocol.Tcp).Value.Service!.Value.RevNatId;
+        var pinned = dp.Syncer.Current.BackendIds.First(kv => kv.Key.Protocol == Core.Model.L4Protocol.Tcp).Value;
+
+        // Pins that are fresh are honoured; pins older than the timeout are not.
+        var fresh = new List<IPAddress>();
+        var stale = new List<IPAddress>();
+        for (int n = 1; n <= 30; n++)
+        {
+            dp.Maps.Affinity.Update(new Lb4AffinityKey { ClientBe = Be32Address.FromAddress(ClientN(n)), RevNatId = revNat },
+                new LbAffinityValue { BackendId = pinned, LastUsedNs = n <= 15 ? KernelNow() : 1 });
+            (n <= 15 ? fresh : stale).Add(Chosen(dp, ClientN(n), 40000));
+        }
+        var pinnedIp = dp.Syncer.Current.Backends[pinned].Address.Address;
+        Assert.All(fresh, ip => Assert.Equal(pinnedIp, ip));
+        Assert.Contains(stale, ip => !ip.Equals(pinnedIp));
+    }
+
+    [PrivilegedFact]
+    public void APinToARemovedBackendIsForgotten()
+    {
+        using var dp = new PodDatapath();
+        dp.Apply(PodDatapath.EchoService("10.96.0.42", Three, affinitySeconds: 10800));
+        var first = Chosen(dp, ClientN(1), 20000);
+
+        var rest = Three.Where(b => b != first.ToString()).ToArray();
+        dp.Apply(PodDatapath.EchoService("10.96.0.42", rest, affinitySeconds: 10800));
+        Assert.DoesNotContain(dp.Maps.Affinity.Entries(), e => dp.Syncer.Current!.Backends.GetValueOrDefault(e.Value.BackendId).Address.Address?.Equals(first) ?? true);
+
+        var next = Chosen(dp, ClientN(1), 20001);
+        Assert.Contains(next.ToString(), rest);
+        for (ushort port = 20002; port < 20020; port++)
+            Assert.Equal(next, Chosen(dp, ClientN(1), port));
+    }
+
+    /// <summary>CLOCK_MONOTONIC in nanoseconds: what bpf_ktime_get_ns() returns.</summary>
+    private static ulong KernelNow() => (ulong)(System.Diagnostics.Stopwatch.GetTimestamp() * (1_000_000_000.0 / System.Diagnostics.Stopwatch.Frequency));
+
     public static TheoryData<string, byte[]> UnmatchedPackets() => new()
     {
         { "pod to pod, no service", PacketBuilder.Tcp(PodDatapath.Client, 1234, IPAddress.Parse("10.244.0.12"), 8080) },

@@ -15,8 +15,9 @@ public sealed class LbMaps : IDisposable
     public const string Conntrack = "ct4";
     public const string MetricsMap = "metrics";
     public const string ConfigMap = "lb_config";
+    public const string AffinityMap = "lb4_affinity";
 
-    public static readonly string[] All = [Services, Backends, ReverseNat, NamesMap, Conntrack, MetricsMap, ConfigMap];
+    public static readonly string[] All = [Services, Backends, ReverseNat, NamesMap, Conntrack, MetricsMap, ConfigMap, AffinityMap];
 
     private readonly IReadOnlyList<IDisposable> _owned;
 
@@ -29,6 +30,7 @@ public sealed class LbMaps : IDisposable
         Ct4 = open(Conntrack).As<Ct4Key, CtEntry>();
         Metrics = open(MetricsMap).AsPerCpu<uint, MetricsValue>();
         Config = open(ConfigMap).As<uint, LbConfig>();
+        Affinity = open(AffinityMap).As<Lb4AffinityKey, LbAffinityValue>();
         _owned = owned ?? [];
     }
 
@@ -39,6 +41,7 @@ public sealed class LbMaps : IDisposable
     public BpfMap<Ct4Key, CtEntry> Ct4 { get; }
     public BpfPerCpuMap<uint, MetricsValue> Metrics { get; }
     public BpfMap<uint, LbConfig> Config { get; }
+    public BpfMap<Lb4AffinityKey, LbAffinityValue> Affinity { get; }
 
     /// <summary>The maps of a loaded object.</summary>
     public static LbMaps FromObject(BpfObject obj) => new(name => obj.GetMap(name).Map);

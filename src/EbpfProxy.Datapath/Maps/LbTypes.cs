@@ -85,3 +85,21 @@ public struct LbConfig
     public uint Flags;
     public uint Pad;
 }
+
+/// <summary>struct lb4_affinity_key: a client pinned to a backend of one service port.</summary>
+[StructLayout(LayoutKind.Sequential)]
+public struct Lb4AffinityKey
+{
+    public Be32Address ClientBe;
+    public ushort RevNatId;
+    public ushort Pad;
+}
+
+/// <summary>struct lb_affinity_value.</summary>
+[StructLayout(LayoutKind.Sequential)]
+public struct LbAffinityValue
+{
+    public ulong LastUsedNs;
+    public uint BackendId;
+    public uint Pad;
+}

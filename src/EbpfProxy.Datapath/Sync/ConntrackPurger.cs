@@ -8,7 +8,7 @@ namespace EbpfProxy.Datapath.Sync;
 public readonly record struct RemovedBackend(ushort RevNatId, uint BackendId, IPAddress Address, ushort Port);
 
 /// <summary>
-/// Deletes the conntrack entries of backends removed from their service, so their flows (UDP
+/// Deletes the conntrack entries and session-affinity pins of backends removed from their service, so their flows (UDP
 /// ones especially, which never close) stop at once instead of after their timeout. The syncer
 /// records what each pass removed; the scan of the conntrack map (its cost grows with the map's
 /// size, not with the change) runs off the sync path, coalescing the removals of many passes.
@@ -64,7 +64,21 @@ public sealed partial class ConntrackPurger
             CtDirection.Service => services.Contains((e.Value.RevNatId, e.Value.BackendId)),
             CtDirection.Reply => replies.Contains((e.Value.RevNatId, e.Key.SaddrBe.ToAddress(), e.Key.SportBe.ToHost())),
             _ => false,
-        });
+        }) + PurgePins(pin => services.Contains((pin.Key.RevNatId, pin.Value.BackendId)));
+    }
+
+    /// <summary>Forgets session-affinity pins that name a backend no longer of their service.</summary>
+    private int PurgePins(Func<KeyValuePair<Lb4AffinityKey, LbAffinityValue>, bool> stale)
+    {
+        var doomed = new List<Lb4AffinityKey>();
+        foreach (var e in _maps.Affinity.Entries())
+            if (stale(e))
+                doomed.Add(e.Key);
+        int purged = 0;
+        foreach (var key in doomed)
+            if (_maps.Affinity.Delete(key))
+                purged++;
+        return purged;
     }
 
     /// <summary>
@@ -77,7 +91,7 @@ public sealed partial class ConntrackPurger
             CtDirection.Service => !valid.Contains((e.Value.RevNatId, e.Value.BackendId)),
             CtDirection.Reply => !validReplies.Contains((e.Value.RevNatId, e.Key.SaddrBe.ToAddress(), e.Key.SportBe.ToHost())),
             _ => false,
-        });
+        }) + PurgePins(pin => !valid.Contains((pin.Key.RevNatId, pin.Value.BackendId)));
 
     private int Purge(Func<KeyValuePair<Ct4Key, CtEntry>, bool> stale)
     {
