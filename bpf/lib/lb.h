@@ -105,7 +105,7 @@ static __always_inline void lb4_affinity_record(const struct pkt4 *p, const stru
  * routing loops). Outside it the packet is not ours. Pod-to-pod traffic pays
  * one array lookup here when the CIDR is configured.
  */
-static __always_inline __u32 lb4_no_frontend(const struct pkt4 *p)
+static __always_inline __u32 lb4_no_frontend(const struct pkt4 *p, struct trace_record *tr)
 {
 	__u32 zero = 0;
 	struct lb_config *cfg = bpf_map_lookup_elem(&lb_config, &zero);
@@ -117,8 +117,10 @@ static __always_inline __u32 lb4_no_frontend(const struct pkt4 *p)
 
 	if (cidr && (p->daddr & cfg->service_mask_be) != cfg->service_cidr_be)
 		return REASON_PASS_NOT_SERVICE;
-	if (bpf_map_lookup_elem(&lb4_services, &wildcard))
+	if (bpf_map_lookup_elem(&lb4_services, &wildcard)) {
+		tr->flags |= TRACE_F_WILDCARD;
 		return REASON_REJECT_NO_PORT;
+	}
 	return cidr ? REASON_DROP_UNALLOCATED_VIP : REASON_PASS_NOT_SERVICE;
 }
 
@@ -126,7 +128,8 @@ static __always_inline __u32 lb4_no_frontend(const struct pkt4 *p)
  * Client -> frontend. Returns a reason: REASON_FWD_* when the packet was
  * translated, REASON_PASS_* when it is not ours, REASON_DROP_* to drop.
  */
-static __always_inline __u32 lb4_from_client(struct __sk_buff *skb, const struct pkt4 *p)
+static __always_inline __u32 lb4_from_client(struct __sk_buff *skb, const struct pkt4 *p, struct trace_record *tr,
+					     bool trace)
 {
 	struct ct4_key ct_key;
 	struct ct_entry *ct;
@@ -141,7 +144,11 @@ static __always_inline __u32 lb4_from_client(struct __sk_buff *skb, const struct
 	if (ct && ct_entry_live(ct, p, now)) {
 		be = bpf_map_lookup_elem(&lb4_backends, &ct->backend_id);
 		if (be) {
-			ct_entry_touch(ct, p, now);
+			tr->flags |= TRACE_F_CT_HIT;
+			tr->backend_id = ct->backend_id;
+			tr->rev_nat_id = ct->rev_nat_id;
+			if (!trace)
+				ct_entry_touch(ct, p, now);
 			if (nat4_rewrite(skb, p, true, be->address_be, be->port_be) < 0)
 				return REASON_DROP_NAT;
 			return REASON_FWD_SERVICE_ESTABLISHED;
@@ -152,13 +159,17 @@ static __always_inline __u32 lb4_from_client(struct __sk_buff *skb, const struct
 
 	svc = lb4_lookup_service(p, LB_SCOPE_EXTERNAL);
 	if (!svc)
-		return lb4_no_frontend(p);
+		return lb4_no_frontend(p, tr);
+	tr->flags |= TRACE_F_FRONTEND;
+	tr->rev_nat_id = svc->rev_nat_id;
 
 	be = NULL;
 	backend_id = 0;
 	if (svc->flags & LB_SVC_F_AFFINITY)
 		be = lb4_affinity_backend(p, svc, now, &backend_id);
-	if (!be) {
+	if (be) {
+		tr->flags |= TRACE_F_AFFINITY;
+	} else {
 		backend_id = lb4_select_backend(p, svc, LB_SCOPE_EXTERNAL);
 		if (!backend_id)
 			return REASON_REJECT_NO_ENDPOINT;
@@ -166,6 +177,9 @@ static __always_inline __u32 lb4_from_client(struct __sk_buff *skb, const struct
 		if (!be)
 			return REASON_DROP_BACKEND_MISSING;
 	}
+	tr->backend_id = backend_id;
+	if (trace)
+		goto translate;
 	if (svc->flags & LB_SVC_F_AFFINITY)
 		lb4_affinity_record(p, svc, now, backend_id);
 
@@ -193,13 +207,15 @@ static __always_inline __u32 lb4_from_client(struct __sk_buff *skb, const struct
 			return REASON_DROP_CT_CREATE;
 	}
 
+translate:
 	if (nat4_rewrite(skb, p, true, be->address_be, be->port_be) < 0)
 		return REASON_DROP_NAT;
 	return reason;
 }
 
 /* Backend -> client: rewrite the reply's source back to the frontend. */
-static __always_inline __u32 lb4_to_client(struct __sk_buff *skb, const struct pkt4 *p)
+static __always_inline __u32 lb4_to_client(struct __sk_buff *skb, const struct pkt4 *p, struct trace_record *tr,
+					   bool trace)
 {
 	struct ct4_key ct_key;
 	struct ct_entry *ct;
@@ -213,7 +229,10 @@ static __always_inline __u32 lb4_to_client(struct __sk_buff *skb, const struct p
 	rn = bpf_map_lookup_elem(&lb4_reverse_nat, &ct->rev_nat_id);
 	if (!rn)
 		return REASON_PASS_NOT_SERVICE;
-	ct_entry_touch(ct, p, now);
+	tr->flags |= TRACE_F_CT_HIT;
+	tr->rev_nat_id = ct->rev_nat_id;
+	if (!trace)
+		ct_entry_touch(ct, p, now);
 	if (nat4_rewrite(skb, p, false, rn->address_be, rn->port_be) < 0)
 		return REASON_DROP_NAT;
 	return REASON_FWD_REVNAT;

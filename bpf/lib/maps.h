@@ -12,6 +12,7 @@
 #include "lb_types.h"
 #include "conntrack_types.h"
 #include "metrics_types.h"
+#include "trace_types.h"
 
 /* Frontends and their backend slots: (VIP, port, proto, scope, slot) -> entry. */
 struct {
@@ -61,6 +62,15 @@ struct {
 	__uint(max_entries, LB4_AFFINITY_MAX);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } lb4_affinity SEC(".maps");
+
+/* The decision of the last traced packet (see trace_types.h), one entry. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, struct trace_record);
+	__uint(max_entries, 1);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} trace_out SEC(".maps");
 
 /* Node-wide settings (service CIDR), one entry. */
 struct {

@@ -11,6 +11,7 @@ public static class Program
         {
             RunCommand.Create(),
             LbCommands.Create(),
+            TraceCommand.Create(),
         };
         return root.Parse(args).InvokeAsync();
     }

@@ -175,7 +175,15 @@ public sealed class BpfProgram : IDisposable
     /// <param name="repeat">Number of runs (the duration is the average).</param>
     /// <param name="programName">Name for error messages.</param>
     /// <exception cref="BpfException">ENOSPC when <paramref name="packetOut"/> is smaller than the output packet.</exception>
-    public static unsafe TestRunResult TestRun(SafeBpfFdHandle programFd, ReadOnlySpan<byte> packetIn, Span<byte> packetOut, int repeat = 1, string? programName = null)
+    public static TestRunResult TestRun(SafeBpfFdHandle programFd, ReadOnlySpan<byte> packetIn, Span<byte> packetOut, int repeat = 1, string? programName = null) =>
+        TestRun(programFd, packetIn, packetOut, ReadOnlySpan<byte>.Empty, repeat, programName);
+
+    /// <summary>
+    /// As <see cref="TestRun(SafeBpfFdHandle, ReadOnlySpan{byte}, Span{byte}, int, string?)"/>, with a
+    /// program context (<c>ctx_in</c>): for tc programs a <c>struct __sk_buff</c> of which the kernel
+    /// accepts a few fields (mark, priority, ifindex, cb, tstamp...), the rest zero.
+    /// </summary>
+    public static unsafe TestRunResult TestRun(SafeBpfFdHandle programFd, ReadOnlySpan<byte> packetIn, Span<byte> packetOut, ReadOnlySpan<byte> contextIn, int repeat = 1, string? programName = null)
     {
         ArgumentNullException.ThrowIfNull(programFd);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(repeat);
@@ -186,12 +194,15 @@ public sealed class BpfProgram : IDisposable
 
         fixed (byte* pIn = packetIn)
         fixed (byte* pOut = packetOut)
+        fixed (byte* pCtx = contextIn)
         {
             var opts = new Interop.LibBpf.BpfTestRunOpts
             {
                 sz = (nuint)sizeof(Interop.LibBpf.BpfTestRunOpts),
                 data_in = pIn,
                 data_size_in = (uint)packetIn.Length,
+                ctx_in = contextIn.IsEmpty ? null : pCtx,
+                ctx_size_in = (uint)contextIn.Length,
                 // data_size_out == 0 means "unbounded" to the kernel: never pass a buffer with it.
                 data_out = packetOut.IsEmpty ? null : pOut,
                 data_size_out = (uint)packetOut.Length,

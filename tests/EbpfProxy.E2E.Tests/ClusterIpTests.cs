@@ -68,6 +68,27 @@ public class ClusterIpTests(ITestOutputHelper output)
     }
 
     [PrivilegedFact]
+    public async Task TraceExplainsPacketsUsingTheRunningDaemonsProgram()
+    {
+        await using var s = await ProxyScenario.StartAsync(output, 2, ["echo-1", "echo-2"]);
+
+        var text = await Cmd.RunAsync(Binaries.EbpfProxy, ["trace", "--src", "10.244.0.2", "--dst", "10.96.0.42:80", "--proto", "tcp", "--bpffs", s.BpfFsPath]);
+        output.WriteLine(text.Stdout);
+        Assert.Contains("service default/echo:http", text.Stdout);
+        Assert.Contains("2 active: 10.244.0.11:8080, 10.244.0.12:8080", text.Stdout);
+        Assert.Matches(@"nat\s+DNAT 10\.96\.0\.42:80 -> 10\.244\.0\.1[12]:8080", text.Stdout);
+        Assert.Contains("verdict   forward (service_new)", text.Stdout);
+
+        var json = await Cmd.RunAsync(Binaries.EbpfProxy, ["trace", "--src", "10.244.0.2:5000", "--dst", "10.96.0.42:443", "--bpffs", s.BpfFsPath, "-o", "json"]);
+        using var doc = System.Text.Json.JsonDocument.Parse(json.Stdout);
+        Assert.Equal("REJECT", doc.RootElement.GetProperty("verdict").GetString());
+        Assert.Equal("reject_undefined_port", doc.RootElement.GetProperty("reason").GetString());
+
+        // Tracing created no connection state: a real connection still starts fresh and works.
+        Assert.All(await s.TcpRoundAsync(4), b => Assert.Contains(b, new[] { "echo-1", "echo-2" }));
+    }
+
+    [PrivilegedFact]
     public async Task RestartedDaemonKeepsTheDatapathAndEstablishedConnections()
     {
         await using var s = await ProxyScenario.StartAsync(output, 2, ["echo-1", "echo-2"]);

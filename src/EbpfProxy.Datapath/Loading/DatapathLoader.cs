@@ -65,12 +65,30 @@ public static partial class DatapathLoader
             LogLoaded(logger, path, options.PinPath);
             var loaded = new LoadedDatapath(obj);
             WriteConfig(loaded.Maps, options);
+            PinPrograms(loaded, options);
             return loaded;
         }
         catch
         {
             obj.Dispose();
             throw;
+        }
+    }
+
+    /// <summary>Folder under the pin path holding the programs of the running daemon (for `ebpf-proxy trace`).</summary>
+    public const string ProgramPinFolder = "progs";
+
+    /// <summary>Pins this load's programs (replacing a predecessor's pins) so the CLI can run them.</summary>
+    private static void PinPrograms(LoadedDatapath loaded, DatapathOptions options)
+    {
+        var dir = Path.Combine(options.PinPath, ProgramPinFolder);
+        Directory.CreateDirectory(dir);
+        foreach (var prog in new[] { loaded.FromPod, loaded.ToPod })
+        {
+            var path = Path.Combine(dir, prog.Name);
+            if (File.Exists(path))
+                File.Delete(path); // unlinking a bpffs pin drops only the pin's reference
+            prog.Pin(path);
         }
     }
 

@@ -16,8 +16,9 @@ public sealed class LbMaps : IDisposable
     public const string MetricsMap = "metrics";
     public const string ConfigMap = "lb_config";
     public const string AffinityMap = "lb4_affinity";
+    public const string TraceMap = "trace_out";
 
-    public static readonly string[] All = [Services, Backends, ReverseNat, NamesMap, Conntrack, MetricsMap, ConfigMap, AffinityMap];
+    public static readonly string[] All = [Services, Backends, ReverseNat, NamesMap, Conntrack, MetricsMap, ConfigMap, AffinityMap, TraceMap];
 
     private readonly IReadOnlyList<IDisposable> _owned;
 
@@ -31,6 +32,7 @@ public sealed class LbMaps : IDisposable
         Metrics = open(MetricsMap).AsPerCpu<uint, MetricsValue>();
         Config = open(ConfigMap).As<uint, LbConfig>();
         Affinity = open(AffinityMap).As<Lb4AffinityKey, LbAffinityValue>();
+        TraceOut = open(TraceMap).As<uint, TraceRecord>();
         _owned = owned ?? [];
     }
 
@@ -42,6 +44,7 @@ public sealed class LbMaps : IDisposable
     public BpfPerCpuMap<uint, MetricsValue> Metrics { get; }
     public BpfMap<uint, LbConfig> Config { get; }
     public BpfMap<Lb4AffinityKey, LbAffinityValue> Affinity { get; }
+    public BpfMap<uint, TraceRecord> TraceOut { get; }
 
     /// <summary>The maps of a loaded object.</summary>
     public static LbMaps FromObject(BpfObject obj) => new(name => obj.GetMap(name).Map);

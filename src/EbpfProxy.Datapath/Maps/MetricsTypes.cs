@@ -70,3 +70,28 @@ public static class ReasonInfo
         _ => $"reason_{(byte)reason}",
     };
 }
+
+/// <summary>TRACE_F_* in bpf/lib/trace_types.h.</summary>
+[Flags]
+public enum TraceFlags : ushort
+{
+    None = 0,
+    Frontend = 1 << 0,
+    ConntrackHit = 1 << 1,
+    Affinity = 1 << 2,
+    Wildcard = 1 << 3,
+}
+
+/// <summary>struct trace_record: the decision of the last traced packet.</summary>
+[StructLayout(LayoutKind.Sequential)]
+public struct TraceRecord
+{
+    /// <summary>TRACE_MARK: skb->mark of a traced packet.</summary>
+    public const uint Mark = 0x7eb9f00d;
+
+    public uint Reason;
+    public uint BackendId;
+    public ushort RevNatId;
+    public TraceFlags Flags;
+    public uint Seq;
+}

@@ -55,20 +55,29 @@ internal static class LbCommands
 /// <summary>Opens the pinned maps with errors an operator can act on.</summary>
 internal static class PinnedMaps
 {
-    public static T? Use<T>(string bpffs, Func<LbMaps, T> read) where T : class
+    /// <summary>Whether the pinned maps exist; prints what is wrong otherwise.</summary>
+    public static bool Ready(string bpffs)
     {
         var pinPath = Path.Combine(bpffs, "ebpf-proxy");
         if (!LibBpf.Net.BpfFs.IsMounted(bpffs))
         {
             Console.Error.WriteLine($"error: no bpffs is mounted at {bpffs}, so no ebpf-proxy maps can be pinned there. " +
                 "Is ebpf-proxy running on this node? (It mounts bpffs itself; pass --bpffs if it uses another mount.)");
-            return null;
+            return false;
         }
         if (!Directory.Exists(pinPath) || !File.Exists(Path.Combine(pinPath, LbMaps.Services)))
         {
             Console.Error.WriteLine($"error: no ebpf-proxy maps are pinned under {pinPath}: the daemon has not run on this node, or `ebpf-proxy cleanup` removed them.");
-            return null;
+            return false;
         }
+        return true;
+    }
+
+    public static T? Use<T>(string bpffs, Func<LbMaps, T> read) where T : class
+    {
+        var pinPath = Path.Combine(bpffs, "ebpf-proxy");
+        if (!Ready(bpffs))
+            return null;
         try
         {
             using var maps = LbMaps.OpenPinned(pinPath);

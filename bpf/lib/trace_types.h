@@ -1,0 +1,29 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * `ebpf-proxy trace`: the CLI runs a pinned program with BPF_PROG_TEST_RUN on a
+ * synthetic packet whose skb->mark is TRACE_MARK. Such a packet creates no
+ * state (conntrack, affinity), is not counted, and leaves its decision in
+ * trace_out. Marks do not survive the veth crossing into the host namespace,
+ * so pod traffic cannot carry it. ABI rules as in lb_types.h.
+ */
+#ifndef EBPF_PROXY_TRACE_TYPES_H
+#define EBPF_PROXY_TRACE_TYPES_H
+
+#include <linux/types.h>
+
+#define TRACE_MARK 0x7eb9f00dU
+
+#define TRACE_F_FRONTEND (1u << 0) /* a frontend matched (rev_nat_id names it) */
+#define TRACE_F_CT_HIT (1u << 1) /* an established connection's entry decided */
+#define TRACE_F_AFFINITY (1u << 2) /* a session-affinity pin decided */
+#define TRACE_F_WILDCARD (1u << 3) /* the address is a ClusterIP, the port is not */
+
+struct trace_record {
+	__u32 reason; /* enum reason */
+	__u32 backend_id; /* chosen backend, 0 if none */
+	__u16 rev_nat_id; /* matched frontend (or conntrack entry), 0 if none */
+	__u16 flags; /* TRACE_F_* */
+	__u32 seq; /* bumped by every traced packet */
+};
+
+#endif

@@ -1,0 +1,104 @@
+using System.CommandLine;
+using System.Net;
+using System.Text;
+using System.Text.Json;
+using EbpfProxy.Core.Model;
+using EbpfProxy.Datapath.Tracing;
+
+namespace EbpfProxy.Commands;
+
+/// <summary>`ebpf-proxy trace`: what the datapath does with one packet, answered by the real program.</summary>
+internal static class TraceCommand
+{
+    public static Command Create()
+    {
+        var src = new Option<string>("--src") { Description = "source ADDR[:PORT] (port defaults to 40000)", Required = true };
+        var dst = new Option<string>("--dst") { Description = "destination ADDR:PORT", Required = true };
+        var proto = new Option<string>("--proto") { Description = "tcp or udp", DefaultValueFactory = _ => "tcp" }.AcceptOnlyFromAmong("tcp", "udp");
+        var from = new Option<string>("--from") { Description = "where the packet enters: pod (sent by a pod) or netdev", DefaultValueFactory = _ => "pod" }.AcceptOnlyFromAmong("pod", "netdev");
+        var reply = new Option<bool>("--reply") { Description = "trace a packet delivered to a pod (to_pod), e.g. a backend's reply" };
+        var bpffs = CommonOptions.BpfFs();
+        var output = CommonOptions.Output();
+        var cmd = new Command("trace", "run the loaded datapath on a synthetic packet and explain the decision (no state is created)")
+        {
+            src, dst, proto, from, reply, bpffs, output,
+        };
+        cmd.SetAction(parse =>
+        {
+            if (parse.GetValue(from) == "netdev")
+            {
+                Console.Error.WriteLine("error: the netdev path (NodePort, external traffic) is not implemented yet; trace --from pod");
+                return 2;
+            }
+            if (!TryEndpoint(parse.GetValue(src)!, 40000, out var s, out var sport) || !TryEndpoint(parse.GetValue(dst)!, null, out var d, out var dport))
+            {
+                Console.Error.WriteLine("error: --src must be ADDR[:PORT] and --dst ADDR:PORT, IPv4");
+                return 2;
+            }
+            var request = new TraceRequest(s, sport, d, dport, parse.GetValue(proto) == "udp" ? L4Protocol.Udp : L4Protocol.Tcp,
+                parse.GetValue(reply) ? TraceHook.ToPod : TraceHook.FromPod);
+            var result = PinnedMaps.Ready(parse.GetValue(bpffs)!) ? Run(parse.GetValue(bpffs)!, request) : null;
+            if (result is null)
+                return 1;
+            Console.Write(parse.GetValue(output) == "json" ? JsonSerializer.Serialize(result, JsonOptions) + "\n" : Format(result));
+            return 0;
+        });
+        return cmd;
+    }
+
+    private static TraceResult? Run(string bpffs, TraceRequest request)
+    {
+        try
+        {
+            return PacketTracer.Run(Path.Combine(bpffs, "ebpf-proxy"), request);
+        }
+        catch (Exception ex) when (ex is FileNotFoundException or LibBpf.Net.BpfException)
+        {
+            Console.Error.WriteLine($"error: {ex.Message}");
+            return null;
+        }
+    }
+
+    private static readonly JsonSerializerOptions JsonOptions = new() { WriteIndented = true, PropertyNamingPolicy = JsonNamingPolicy.CamelCase, Converters = { new IPAddressJsonConverter(), new System.Text.Json.Serialization.JsonStringEnumConverter() } };
+
+    private static bool TryEndpoint(string text, ushort? defaultPort, out IPAddress address, out ushort port)
+    {
+        port = defaultPort ?? 0;
+        var parts = text.Split(':');
+        if (!IPAddress.TryParse(parts[0], out address!) || address.AddressFamily != System.Net.Sockets.AddressFamily.InterNetwork)
+            return false;
+        if (parts.Length == 2)
+            return ushort.TryParse(parts[1], out port) && port != 0;
+        return parts.Length == 1 && defaultPort is not null;
+    }
+
+    internal static string Format(TraceResult r)
+    {
+        var q = r.Request;
+        var sb = new StringBuilder();
+        sb.Append($"packet    {q.Source}:{q.SourcePort} -> {q.Destination}:{q.DestinationPort} {q.Protocol.ToString().ToUpperInvariant()} ({(q.Hook == TraceHook.FromPod ? "sent by a pod: from_pod" : "delivered to a pod: to_pod")})\n");
+        sb.Append(r.Frontend is null ? "frontend  none\n" : $"frontend  {r.Frontend}  service {r.Service ?? "?"}  rev-NAT {r.RevNatId}\n");
+        if (r.EligibleBackends.Count > 0)
+        {
+            var active = r.EligibleBackends.Where(b => !b.Fallback).ToList();
+            var fallback = r.EligibleBackends.Where(b => b.Fallback).ToList();
+            sb.Append($"backends  {active.Count} active: {string.Join(", ", active.Select(b => b.Address))}\n");
+            if (fallback.Count > 0)
+                sb.Append($"          {fallback.Count} fallback (used only with no active one): {string.Join(", ", fallback.Select(b => b.Address))}\n");
+        }
+        if (r.ChosenBackend is { } c)
+            sb.Append($"chosen    {c.Address} (backend {c.Id})\n");
+        sb.Append($"nat       {r.Nat ?? "none"}\n");
+        sb.Append($"verdict   {r.Verdict} ({r.Reason})\n");
+        foreach (var n in r.Notes)
+            sb.Append($"note      {n}\n");
+        return sb.ToString();
+    }
+
+    private sealed class IPAddressJsonConverter : System.Text.Json.Serialization.JsonConverter<IPAddress>
+    {
+        public override IPAddress Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options) => IPAddress.Parse(reader.GetString()!);
+
+        public override void Write(Utf8JsonWriter writer, IPAddress value, JsonSerializerOptions options) => writer.WriteStringValue(value.ToString());
+    }
+}

@@ -1,0 +1,79 @@
+using System.Net;
+using EbpfProxy.Core.Model;
+using EbpfProxy.Datapath.Maps;
+using EbpfProxy.Datapath.Tracing;
+using EbpfProxy.Testing;
+using EbpfProxy.Testing.Packets;
+
+namespace EbpfProxy.Datapath.Tests;
+
+/// <summary>`ebpf-proxy trace` runs the pinned program with a trace mark: decisions without state.</summary>
+public class PacketTracerTests
+{
+    private static readonly string[] Three = ["10.244.0.11", "10.244.0.12", "10.244.0.13"];
+
+    private static TraceResult Trace(PodDatapath dp, string dst, ushort dport, L4Protocol proto = L4Protocol.Tcp, ushort sport = 40000, TraceHook hook = TraceHook.FromPod, string src = "10.244.0.2") =>
+        PacketTracer.Run(dp.Options.PinPath, new TraceRequest(IPAddress.Parse(src), sport, IPAddress.Parse(dst), dport, proto, hook));
+
+    [PrivilegedFact]
+    public void ANewFlowIsExplainedAndLeavesNoState()
+    {
+        using var dp = new PodDatapath();
+        dp.Apply(PodDatapath.EchoService(Three));
+
+        var r = Trace(dp, "10.96.0.42", 80);
+
+        Assert.Equal("forward", r.Verdict);
+        Assert.Equal("service_new", r.Reason);
+        Assert.Equal("10.96.0.42:80/TCP", r.Frontend);
+        Assert.Equal("default/echo:http", r.Service);
+        Assert.Equal(Three.Select(b => $"{b}:8080").Order(), r.EligibleBackends.Select(b => b.Address).Order());
+        Assert.NotNull(r.ChosenBackend);
+        Assert.Contains(r.ChosenBackend!.Address, r.EligibleBackends.Select(b => b.Address));
+        Assert.Equal($"DNAT 10.96.0.42:80 -> {r.ChosenBackend.Address}", r.Nat);
+        Assert.Empty(dp.Maps.Ct4.Entries());
+        Assert.Equal(0UL, dp.Counter(Reason.ForwardServiceNew, MetricsDirection.Ingress));
+    }
+
+    [PrivilegedFact]
+    public void RejectsAndDropsAreExplained()
+    {
+        using var dp = new PodDatapath("10.96.0.0/12");
+        dp.Apply(PodDatapath.EchoService([]));
+
+        var none = Trace(dp, "10.96.0.42", 80, L4Protocol.Udp);
+        Assert.Equal(("REJECT", "reject_no_endpoint"), (none.Verdict, none.Reason));
+        Assert.Equal("default/echo:udp", none.Service);
+        Assert.Empty(none.EligibleBackends);
+
+        var port = Trace(dp, "10.96.0.42", 443);
+        Assert.Equal(("REJECT", "reject_undefined_port"), (port.Verdict, port.Reason));
+        Assert.Contains(port.Notes, n => n.Contains("no service defines port 443/TCP", StringComparison.Ordinal));
+
+        var unallocated = Trace(dp, "10.96.9.9", 80);
+        Assert.Equal(("DROP", "unallocated_service_ip"), (unallocated.Verdict, unallocated.Reason));
+        Assert.True(unallocated.Drop);
+
+        var podToPod = Trace(dp, "10.244.0.12", 8080);
+        Assert.Equal(("forward", "not_service", null), (podToPod.Verdict, podToPod.Reason, podToPod.Nat));
+    }
+
+    [PrivilegedFact]
+    public void AnEstablishedFlowAndItsReplyAreExplained()
+    {
+        using var dp = new PodDatapath();
+        dp.Apply(PodDatapath.EchoService(Three));
+        var real = dp.FromPod(PacketBuilder.Tcp(PodDatapath.Client, 41000, PodDatapath.Vip, 80));
+        var backend = Packet.Parse(real.Packet).Destination!;
+
+        var again = Trace(dp, "10.96.0.42", 80, sport: 41000);
+        Assert.Equal("service_established", again.Reason);
+        Assert.Equal($"{backend}:8080", again.ChosenBackend!.Address);
+        Assert.Contains(again.Notes, n => n.Contains("conntrack", StringComparison.Ordinal));
+
+        var reply = Trace(dp, "10.244.0.2", 41000, sport: 8080, hook: TraceHook.ToPod, src: backend.ToString());
+        Assert.Equal(("forward", "reverse_nat"), (reply.Verdict, reply.Reason));
+        Assert.Equal($"SNAT {backend}:8080 -> 10.96.0.42:80", reply.Nat);
+        Assert.Equal("default/echo:http", reply.Service);
+    }
+}
