@@ -51,10 +51,15 @@ public class ApiSourceTests(ITestOutputHelper output)
         await Task.Delay(TimeSpan.FromSeconds(3));
         Assert.Equal(0, s.ServiceMapEntries());
         Assert.DoesNotContain(s.Daemon.Output, l => l.Contains("Sync #", StringComparison.Ordinal));
+        var (status, body) = await s.GetHealthAsync();
+        Assert.Equal(503, status);
+        Assert.Contains("no successful sync yet", body);
 
         s.Api.SetDown(false);
         await s.Daemon.WaitForOutputAsync(new System.Text.RegularExpressions.Regex("Sync #1 "), TimeSpan.FromSeconds(30));
         await s.WaitForMapBackendsAsync(["echo-1", "echo-2"], TimeSpan.FromSeconds(5));
+        Assert.Equal(200, (await s.GetHealthAsync()).Status);
+        Assert.Equal(200, (await s.GetHealthAsync("/livez")).Status);
         await s.WaitForAttachmentsAsync(3);
         using var held = await TcpProbe.ConnectAsync(s.Client.Ns, ProxyScenario.Vip, ProxyScenario.ServicePort, TimeSpan.FromSeconds(3));
         var backend = (await held.RequestAsync("a", TimeSpan.FromSeconds(3))).Split(' ')[0];

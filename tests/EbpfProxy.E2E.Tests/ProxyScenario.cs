@@ -164,6 +164,14 @@ public sealed class ProxyScenario : IAsyncDisposable
         return m.Value;
     }
 
+    /// <summary>GET http://127.0.0.1:10256{path} from inside the node namespace: (status, body).</summary>
+    public async Task<(int Status, string Body)> GetHealthAsync(string path = "/healthz")
+    {
+        using var http = new HttpClient(NetNsHttp.CreateHandler(_node.Ns)) { Timeout = TimeSpan.FromSeconds(5) };
+        using var response = await http.GetAsync($"http://127.0.0.1:10256{path}");
+        return ((int)response.StatusCode, await response.Content.ReadAsStringAsync());
+    }
+
     /// <summary>Number of entries in the pinned lb4_services map (0 when the daemon has not written it).</summary>
     public int ServiceMapEntries()
     {

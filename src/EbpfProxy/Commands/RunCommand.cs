@@ -1,5 +1,6 @@
 using System.CommandLine;
 using EbpfProxy.Core.Cluster;
+using EbpfProxy.Core.Health;
 using EbpfProxy.Core.Metrics;
 using EbpfProxy.Daemon;
 using EbpfProxy.Datapath;
@@ -34,11 +35,12 @@ internal static class RunCommand
         var minSync = new Option<double>("--min-sync-interval") { Description = "seconds between two syncs at least (kube-proxy's --min-sync-period)", DefaultValueFactory = _ => 1.0 };
         var syncPeriod = new Option<double>("--sync-period") { Description = "seconds between full resyncs that heal drift in the maps", DefaultValueFactory = _ => 30.0 };
         var serviceCidr = new Option<string?>("--service-cidr") { Description = "the cluster's service CIDR: unallocated addresses in it are dropped, as kube-proxy's nftables mode does" };
+        var healthz = new Option<string>("--healthz-bind-address") { Description = "where /healthz and /livez are served; empty disables", DefaultValueFactory = _ => "0.0.0.0:10256" };
         var ctMax = new Option<uint>("--conntrack-max") { Description = "conntrack map size", DefaultValueFactory = _ => 524288u };
 
         var cmd = new Command("run", "run the proxy daemon on this node")
         {
-            manifests, kubeconfig, nodeName, bpffs, bpfDir, podInterfaces, minSync, syncPeriod, serviceCidr, ctMax,
+            manifests, kubeconfig, nodeName, bpffs, bpfDir, podInterfaces, minSync, syncPeriod, serviceCidr, healthz, ctMax,
         };
         cmd.SetAction(async (parse, ct) =>
         {
@@ -46,6 +48,7 @@ internal static class RunCommand
             {
                 ManifestsDirectory = parse.GetValue(manifests),
                 KubeconfigPath = parse.GetValue(kubeconfig),
+                HealthzBindAddress = parse.GetValue(healthz) ?? "",
                 NodeName = parse.GetValue(nodeName) ?? "",
                 MinSyncInterval = TimeSpan.FromSeconds(parse.GetValue(minSync)),
                 SyncPeriod = TimeSpan.FromSeconds(parse.GetValue(syncPeriod)),
@@ -94,6 +97,8 @@ internal static class RunCommand
         builder.Services.AddSingleton(datapath);
         builder.Services.AddSingleton<ClusterStore>();
         builder.Services.AddSingleton(_ => new ProxyMetrics());
+        builder.Services.AddSingleton(sp => new ProxyHealth(sp.GetRequiredService<TimeProvider>(), options.HealthTimeout, options.SyncPeriod));
+        builder.Services.AddHostedService<HealthServer>();
         if (options.ManifestsDirectory is not null)
             builder.Services.AddManifestSource(options.ManifestsDirectory);
         else

@@ -18,8 +18,16 @@ public sealed class ProxyOptions
     /// <summary>Full resync period: re-reads the maps and heals drift (kube-proxy's --sync-period).</summary>
     public TimeSpan SyncPeriod { get; set; } = TimeSpan.FromSeconds(30);
 
+    /// <summary>Where /healthz and /livez are served (kube-proxy's --healthz-bind-address); empty disables.</summary>
+    public string HealthzBindAddress { get; set; } = "0.0.0.0:10256";
+
+    /// <summary>How long a change may wait for a successful sync before /healthz says 503.</summary>
+    public TimeSpan HealthTimeout { get; set; } = TimeSpan.FromSeconds(60);
+
     public void Validate()
     {
+        if (!string.IsNullOrEmpty(HealthzBindAddress))
+            _ = HealthServer.Prefix(HealthzBindAddress);
         if (ManifestsDirectory is not null && KubeconfigPath is not null)
             throw new ArgumentException("--manifests and --kubeconfig exclude each other: pick standalone mode or an API server");
         if (ManifestsDirectory is not null && !Directory.Exists(ManifestsDirectory))

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using EbpfProxy.Core.Cluster;
+using EbpfProxy.Core.Health;
 using EbpfProxy.Core.Metrics;
 using EbpfProxy.Core.Planning;
 using EbpfProxy.Core.Sync;
@@ -28,11 +29,14 @@ public sealed partial class ProxyService : BackgroundService
     private readonly IHostApplicationLifetime _lifetime;
     private readonly TimeProvider _time;
     private readonly ProxyMetrics _metrics;
+    private readonly ProxyHealth _health;
+    private readonly TaskCompletionSource _firstSync = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private long _syncCount;
     private HashSet<string> _reportedErrors = new(StringComparer.Ordinal);
 
-    public ProxyService(ClusterStore store, ProxyOptions options, DatapathOptions datapathOptions, ILoggerFactory loggers, IHostApplicationLifetime lifetime, TimeProvider time, ProxyMetrics metrics)
+    public ProxyService(ClusterStore store, ProxyOptions options, DatapathOptions datapathOptions, ILoggerFactory loggers, IHostApplicationLifetime lifetime, TimeProvider time, ProxyMetrics metrics, ProxyHealth health)
     {
+        _health = health;
         _metrics = metrics;
         _store = store;
         _options = options;
@@ -93,6 +97,7 @@ public sealed partial class ProxyService : BackgroundService
             void OnStoreChanged()
             {
                 _metrics.ChangeRecorded();
+                _health.Queued();
                 runner.Request();
             }
 
@@ -126,6 +131,7 @@ public sealed partial class ProxyService : BackgroundService
     private void SyncOnce(LbSyncer syncer, ServiceTranslator translator, SyncTrigger trigger)
     {
         var sw = Stopwatch.StartNew();
+        var startedAt = _time.GetUtcNow();
         var pending = _metrics.PendingChanges;
         var changes = _store.TakeServiceChanges();
         var snapshot = changes.Snapshot;
@@ -153,6 +159,8 @@ public sealed partial class ProxyService : BackgroundService
         _metrics.SyncDuration.Record(sw.Elapsed.TotalSeconds);
         _metrics.MapWrites.Add(result.Writes + result.Deletes);
         _metrics.SyncSucceeded(now, pending);
+        _health.Synced(startedAt);
+        _firstSync.TrySetResult();
         // Network programming latency: from the EndpointSlice controller's trigger time to now,
         // for slices that changed after start-up (the first sync programs history, not changes).
         if (n > 1)
@@ -198,6 +206,9 @@ public sealed partial class ProxyService : BackgroundService
 
     private async Task AttachLoopAsync(PodInterfaceAttacher attacher, CancellationToken ct)
     {
+        // Programs are attached (or replace a predecessor's) only once the maps hold the cluster's
+        // state: a program that saw maps still empty would pass service traffic untranslated.
+        await _firstSync.Task.WaitAsync(ct).ConfigureAwait(false);
         using var timer = new PeriodicTimer(_datapathOptions.InterfaceScanInterval, _time);
         do
         {
