@@ -12,6 +12,7 @@ public static class Program
             RunCommand.Create(),
             LbCommands.Create(),
             TraceCommand.Create(),
+            CleanupCommand.Create(),
         };
         return root.Parse(args).InvokeAsync();
     }

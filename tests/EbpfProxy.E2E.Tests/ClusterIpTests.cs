@@ -89,6 +89,30 @@ public class ClusterIpTests(ITestOutputHelper output)
     }
 
     [PrivilegedFact]
+    public async Task CleanupRemovesExactlyWhatTheProxyCreated()
+    {
+        await using var s = await ProxyScenario.StartAsync(output, 1, ["echo-1"]);
+        Assert.Single(await s.TcpRoundAsync(1));
+        var veth = s.Echo["echo-1"].HostInterface;
+        Assert.Contains("from_pod", s.NodeNs.Exec("tc", "filter", "show", "dev", veth, "ingress").Stdout);
+        await s.Daemon.StopAsync(TimeSpan.FromSeconds(10));
+
+        var result = s.NodeNs.Exec(Binaries.EbpfProxy, "cleanup", "--bpffs", s.BpfFsPath);
+        output.WriteLine(result.Stdout);
+        Assert.Contains($"detached from {veth} ingress (from_pod)", result.Stdout);
+        Assert.Contains($"detached from {veth} egress (to_pod)", result.Stdout);
+        Assert.False(Directory.Exists(s.PinPath), "pins remain");
+        Assert.DoesNotContain("bpf", s.NodeNs.Exec("tc", "filter", "show", "dev", veth, "ingress").Stdout);
+        // The clsact qdisc stays: other tools may use it.
+        Assert.Contains("clsact", s.NodeNs.Exec("tc", "qdisc", "show", "dev", veth).Stdout);
+
+        // Pods still reach each other; the VIP is no longer translated.
+        Assert.Equal("echo-1 direct", await TcpProbe.RequestAsync(s.Client.Ns, s.Echo["echo-1"].Ip, ProxyScenario.TargetPort, "direct", TimeSpan.FromSeconds(3)));
+        await Assert.ThrowsAsync<ProbeFailedException>(() =>
+            TcpProbe.RequestAsync(s.Client.Ns, ProxyScenario.Vip, ProxyScenario.ServicePort, "x", TimeSpan.FromSeconds(1)));
+    }
+
+    [PrivilegedFact]
     public async Task RestartedDaemonKeepsTheDatapathAndEstablishedConnections()
     {
         await using var s = await ProxyScenario.StartAsync(output, 2, ["echo-1", "echo-2"]);

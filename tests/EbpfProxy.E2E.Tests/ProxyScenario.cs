@@ -164,6 +164,8 @@ public sealed class ProxyScenario : IAsyncDisposable
         return m.Value;
     }
 
+    public NetNs NodeNs => _node.Ns;
+
     /// <summary>GET http://127.0.0.1:10256{path} from inside the node namespace: (status, body).</summary>
     public async Task<(int Status, string Body)> GetHealthAsync(string path = "/healthz")
     {
