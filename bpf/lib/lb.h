@@ -138,6 +138,7 @@ static __always_inline __u32 lb4_from_client(struct __sk_buff *skb, const struct
 	__u64 now = bpf_ktime_get_ns();
 	__u32 backend_id;
 	__u32 reason = REASON_FWD_SERVICE_NEW;
+	__u8 scope = LB_SCOPE_EXTERNAL;
 
 	ct4_key_service(&ct_key, p);
 	ct = bpf_map_lookup_elem(&ct4, &ct_key);
@@ -160,6 +161,15 @@ static __always_inline __u32 lb4_from_client(struct __sk_buff *skb, const struct
 	svc = lb4_lookup_service(p, LB_SCOPE_EXTERNAL);
 	if (!svc)
 		return lb4_no_frontend(p, tr);
+	/* Pods reaching an eTP=Local frontend short-circuit to the cluster-wide set. */
+	if (svc->flags & LB_SVC_F_TWO_SCOPES) {
+		struct lb4_service *internal = lb4_lookup_service(p, LB_SCOPE_INTERNAL);
+
+		if (internal) {
+			svc = internal;
+			scope = LB_SCOPE_INTERNAL;
+		}
+	}
 	tr->flags |= TRACE_F_FRONTEND;
 	tr->rev_nat_id = svc->rev_nat_id;
 
@@ -170,9 +180,9 @@ static __always_inline __u32 lb4_from_client(struct __sk_buff *skb, const struct
 	if (be) {
 		tr->flags |= TRACE_F_AFFINITY;
 	} else {
-		backend_id = lb4_select_backend(p, svc, LB_SCOPE_EXTERNAL);
+		backend_id = lb4_select_backend(p, svc, scope);
 		if (!backend_id)
-			return REASON_REJECT_NO_ENDPOINT;
+			return (svc->flags & LB_SVC_F_DROP_NO_LOCAL) ? REASON_DROP_NO_LOCAL_ENDPOINT : REASON_REJECT_NO_ENDPOINT;
 		be = bpf_map_lookup_elem(&lb4_backends, &backend_id);
 		if (!be)
 			return REASON_DROP_BACKEND_MISSING;

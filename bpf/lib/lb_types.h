@@ -76,6 +76,12 @@ struct lb4_reverse_nat {
  * (kube-proxy nftables behaviour). Its value carries LB_SVC_F_WILDCARD.
  */
 #define LB_SVC_F_WILDCARD (1u << 6)
+/* eTP Local: this external-scope entry holds the node-local set; pods use the
+ * internal-scope entry of the same frontend (the cluster-wide set). */
+#define LB_SVC_F_TWO_SCOPES (1u << 7)
+/* The set is empty only because the applicable traffic policy is Local:
+ * DROP (the load balancer's health check steers traffic), not REJECT. */
+#define LB_SVC_F_DROP_NO_LOCAL (1u << 8)
 
 /* Value of lb_config (array, one entry): node-wide settings written by the
  * daemon at start-up. */

@@ -29,6 +29,7 @@ enum reason {
 	REASON_REJECT_NO_PORT = 134, /* known ClusterIP, undefined port/protocol: ICMP port unreachable */
 	REASON_DROP_UNALLOCATED_VIP = 135, /* inside the service CIDR, no such ClusterIP */
 	REASON_DROP_REJECT_FAILED = 136, /* could not build the ICMP error */
+	REASON_DROP_NO_LOCAL_ENDPOINT = 137, /* traffic policy Local, endpoints only on other nodes */
 	REASON_MAX = 256,
 };
 

@@ -1,3 +1,4 @@
+using System.Collections.Immutable;
 using EbpfProxy.Core.Cluster;
 using EbpfProxy.Core.Planning;
 using EbpfProxy.Core.Translation;
@@ -34,7 +35,9 @@ public class TranslationGoldenTests
         // node.txt: the node's name on the first line, optionally "zone: <zone>" on the second.
         var nodeLines = File.Exists(nodeFile) ? File.ReadAllLines(nodeFile) : ["node-1"];
         var zone = nodeLines.Skip(1).FirstOrDefault(l => l.StartsWith("zone:", StringComparison.Ordinal))?["zone:".Length..].Trim();
-        var node = new NodeContext(nodeLines[0].Trim(), zone);
+        var addresses = nodeLines.Skip(1).FirstOrDefault(l => l.StartsWith("addresses:", StringComparison.Ordinal))?["addresses:".Length..]
+            .Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(System.Net.IPAddress.Parse).ToImmutableArray() ?? [];
+        var node = new NodeContext(nodeLines[0].Trim(), zone, addresses);
 
         var result = ServiceTranslator.Translate(store.Snapshot(), node);
         var plan = LbPlanner.Plan(new LbState(), result.State);

@@ -58,6 +58,73 @@ public class PacketTracerTests
         Assert.Equal(("forward", "not_service", null), (podToPod.Verdict, podToPod.Reason, podToPod.Nat));
     }
 
+    private const string Policies = """
+        apiVersion: v1
+        kind: Service
+        metadata: {name: web, namespace: default}
+        spec:
+          type: LoadBalancer
+          clusterIP: 10.96.4.2
+          externalTrafficPolicy: Local
+          internalTrafficPolicy: Local
+          externalIPs: [203.0.113.7]
+          ports: [{port: 443, nodePort: 30443, protocol: TCP}]
+        status:
+          loadBalancer:
+            ingress: [{ip: 198.51.100.1}, {ip: 198.51.100.2, ipMode: Proxy}]
+        ---
+        apiVersion: discovery.k8s.io/v1
+        kind: EndpointSlice
+        metadata: {name: web-1, namespace: default, labels: {kubernetes.io/service-name: web}}
+        addressType: IPv4
+        ports: [{port: 8443, protocol: TCP}]
+        endpoints:
+        - {addresses: [10.244.5.1], nodeName: node-1}
+        - {addresses: [10.244.5.2], nodeName: node-2}
+        """;
+
+    [PrivilegedFact]
+    public void PodsReachNodePortExternalAndLoadBalancerFrontendsThroughTheClusterWideSet()
+    {
+        using var dp = new PodDatapath();
+        dp.Apply(Policies, "node-1", "192.168.1.10");
+        var both = new[] { "10.244.5.1:8443", "10.244.5.2:8443" };
+
+        // eTP Local does not apply to pods: the cluster-wide set (kube-proxy's short-circuit).
+        foreach (var (dst, port) in new[] { ("192.168.1.10", (ushort)30443), ("203.0.113.7", (ushort)443), ("198.51.100.1", (ushort)443) })
+        {
+            var r = Trace(dp, dst, port);
+            Assert.Equal(("forward", "service_new"), (r.Verdict, r.Reason));
+            Assert.Equal(both, r.EligibleBackends.Select(b => b.Address).Order());
+        }
+        // The program itself picks from both (not only from the external scope's local set).
+        var chosen = new HashSet<IPAddress>();
+        for (ushort sport = 20000; sport < 20060; sport++)
+            chosen.Add(Packet.Parse(dp.FromPod(PacketBuilder.Tcp(PodDatapath.Client, sport, IPAddress.Parse("192.168.1.10"), 30443)).Packet).Destination!);
+        Assert.Equal(["10.244.5.1", "10.244.5.2"], chosen.Select(a => a.ToString()).Order());
+        // ipMode Proxy: no frontend.
+        Assert.Equal("not_service", Trace(dp, "198.51.100.2", 443).Reason);
+        // iTP Local narrows the ClusterIP to this node's endpoint, for every source.
+        var clusterIp = Trace(dp, "10.96.4.2", 443);
+        Assert.Equal(["10.244.5.1:8443"], clusterIp.EligibleBackends.Select(b => b.Address));
+    }
+
+    [PrivilegedFact]
+    public void ALocalPolicyWithoutLocalEndpointDropsWhileNoEndpointAtAllRejects()
+    {
+        using var dp = new PodDatapath();
+        dp.Apply(Policies.Replace("nodeName: node-1", "nodeName: node-3"), "node-1", "192.168.1.10");
+        var drop = Trace(dp, "10.96.4.2", 443);
+        Assert.Equal(("DROP", "no_local_endpoint"), (drop.Verdict, drop.Reason));
+        var (verdict, _) = dp.FromPod(PacketBuilder.Tcp(PodDatapath.Client, 1000, IPAddress.Parse("10.96.4.2"), 443));
+        Assert.Equal(PodDatapath.TcActShot, verdict);
+        // Pods still reach the NodePort's cluster-wide set.
+        Assert.Equal("forward", Trace(dp, "192.168.1.10", 30443).Verdict);
+
+        dp.Apply(Policies[..Policies.IndexOf("---", StringComparison.Ordinal)], "node-1", "192.168.1.10");
+        Assert.Equal(("REJECT", "reject_no_endpoint"), (Trace(dp, "10.96.4.2", 443).Verdict, Trace(dp, "10.96.4.2", 443).Reason));
+    }
+
     [PrivilegedFact]
     public void AnEstablishedFlowAndItsReplyAreExplained()
     {

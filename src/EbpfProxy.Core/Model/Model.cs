@@ -70,6 +70,13 @@ public enum ServiceFlags : ushort
     LoadBalancer = 1 << 5,
     /// <summary>Marks a ClusterIP (port 0, protocol Any): undefined ports are rejected.</summary>
     Wildcard = 1 << 6,
+    /// <summary>
+    /// eTP Local: this (external-scope) entry holds the node-local set; pods use the entry of the
+    /// same frontend in the internal scope, which holds the cluster-wide set.
+    /// </summary>
+    TwoScopes = 1 << 7,
+    /// <summary>The entry's set is empty only because the applicable traffic policy is Local: DROP, not REJECT.</summary>
+    DropWithoutLocal = 1 << 8,
 }
 
 /// <summary>One backend as a service port uses it.</summary>

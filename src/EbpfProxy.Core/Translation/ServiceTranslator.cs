@@ -272,20 +272,82 @@ public sealed class ServiceTranslator
                 continue;
             }
             var portName = new ServicePortName(ns, name, port.Name ?? "");
-            foreach (var ip in clusterIps)
+            // IPv4 datapath for now: frontends and endpoints of the other family are skipped, as
+            // kube-proxy skips endpoints of the wrong family.
+            var choice = SelectEndpoints(slices, port, protocol, AddressFamily.InterNetwork, node, topology);
+            bool anywhere = !choice.ClusterActive.IsEmpty || !choice.ClusterTerminating.IsEmpty;
+            bool localEmpty = choice.LocalActive.IsEmpty && choice.LocalTerminating.IsEmpty;
+            var noLocal = localEmpty && anywhere ? ServiceFlags.DropWithoutLocal : ServiceFlags.None;
+
+            // ClusterIP: internalTrafficPolicy applies, whatever the source.
+            bool itpLocal = string.Equals(spec.InternalTrafficPolicy, "Local", StringComparison.Ordinal);
+            foreach (var ip in clusterIps.Where(ip => ip.AddressFamily == AddressFamily.InterNetwork))
             {
-                // IPv4 datapath for now: endpoints of the wrong family are skipped below, as kube-proxy does.
-                if (ip.AddressFamily != AddressFamily.InterNetwork)
-                    continue;
-                var (active, terminating) = SelectEndpoints(slices, port, protocol, ip.AddressFamily, node, topology);
                 var fk = new FrontendKey(new Frontend(ip, (ushort)port.Port, protocol), FrontendScope.External);
-                if (frontends.Any(f => f.Key == fk))
+                var state = itpLocal
+                    ? new FrontendState(fk, portName, flags | ServiceFlags.InternalTrafficLocal | noLocal, affinityTimeout, choice.LocalActive, choice.LocalTerminating)
+                    : new FrontendState(fk, portName, flags, affinityTimeout, choice.ClusterActive, choice.ClusterTerminating);
+                Add(state);
+            }
+
+            // NodePort, ExternalIPs, LoadBalancer ingress: externalTrafficPolicy applies to external
+            // sources only; pods always get the cluster-wide set (kube-proxy's short-circuit).
+            bool etpLocal = string.Equals(spec.ExternalTrafficPolicy, "Local", StringComparison.Ordinal);
+            foreach (var (address, frontendPort, kind) in ExternalFrontends(service, port, node))
+            {
+                var fe = new Frontend(address, frontendPort, protocol);
+                var external = new FrontendKey(fe, FrontendScope.External);
+                if (!etpLocal)
                 {
-                    errors.Add(new TranslationError("Service", key, $"frontend {fk} is defined twice; port {portName} skipped"));
+                    Add(new FrontendState(external, portName, flags | kind, affinityTimeout, choice.ClusterActive, choice.ClusterTerminating));
                     continue;
                 }
-                frontends.Add(new FrontendState(fk, portName, flags, affinityTimeout, active, terminating));
+                Add(new FrontendState(external, portName, flags | kind | ServiceFlags.ExternalTrafficLocal | ServiceFlags.TwoScopes | noLocal, affinityTimeout, choice.LocalActive, choice.LocalTerminating));
+                Add(new FrontendState(new FrontendKey(fe, FrontendScope.Internal), portName, flags | kind, affinityTimeout, choice.ClusterActive, choice.ClusterTerminating));
             }
+
+            void Add(FrontendState state)
+            {
+                if (frontends.Any(f => f.Key == state.Key))
+                {
+                    errors.Add(new TranslationError("Service", key, $"frontend {state.Key} is defined twice; port {portName} skipped there"));
+                    return;
+                }
+                frontends.Add(state);
+            }
+        }
+    }
+
+    /// <summary>
+    /// The external frontends of a service port: each ExternalIP; for type LoadBalancer each
+    /// ingress IP whose ipMode is not Proxy; for types NodePort and LoadBalancer the node port on
+    /// each of the node's addresses.
+    /// </summary>
+    private static IEnumerable<(IPAddress Address, ushort Port, ServiceFlags Kind)> ExternalFrontends(V1Service service, V1ServicePort port, NodeContext node)
+    {
+        var spec = service.Spec;
+        foreach (var text in spec.ExternalIPs ?? [])
+        {
+            if (IPAddress.TryParse(text.Trim(), out var ip) && ip.AddressFamily == AddressFamily.InterNetwork)
+                yield return (ip, (ushort)port.Port, ServiceFlags.ExternalIp);
+        }
+        bool loadBalancer = string.Equals(spec.Type, "LoadBalancer", StringComparison.Ordinal);
+        if (loadBalancer)
+        {
+            foreach (var ingress in service.Status?.LoadBalancer?.Ingress ?? [])
+            {
+                // ipMode Proxy: the load balancer delivers to the node, not to the ingress IP.
+                if (string.Equals(ingress.IpMode, "Proxy", StringComparison.Ordinal))
+                    continue;
+                if (IPAddress.TryParse(ingress.Ip?.Trim(), out var ip) && ip.AddressFamily == AddressFamily.InterNetwork)
+                    yield return (ip, (ushort)port.Port, ServiceFlags.LoadBalancer);
+            }
+        }
+        if ((loadBalancer || string.Equals(spec.Type, "NodePort", StringComparison.Ordinal)) && port.NodePort is > 0 and <= 65535)
+        {
+            foreach (var ip in node.Addresses.IsDefault ? [] : node.Addresses)
+                if (ip.AddressFamily == AddressFamily.InterNetwork)
+                    yield return (ip, (ushort)port.NodePort.Value, ServiceFlags.NodePort);
         }
     }
 
@@ -313,20 +375,27 @@ public sealed class ServiceTranslator
         _ => throw new FormatException($"protocol '{protocol}' is not TCP, UDP or SCTP"),
     };
 
+    /// <summary>The cluster-wide and the node-local choice of one service port's endpoints.</summary>
+    private sealed record EndpointChoice(
+        ImmutableArray<Backend> ClusterActive, ImmutableArray<Backend> ClusterTerminating,
+        ImmutableArray<Backend> LocalActive, ImmutableArray<Backend> LocalTerminating);
+
     /// <summary>
     /// Ready endpoints are active; only when none is ready do serving+terminating ones form the
-    /// fallback tail. Slices of a service merge and duplicate addresses collapse. The backend port
-    /// is the slice port whose name and protocol match the service port.
+    /// fallback tail. The cluster-wide choice (narrowed by topology hints when they apply) and the
+    /// node-local choice each apply that rule on their own. Slices of a service merge and duplicate
+    /// addresses collapse. The backend port is the slice port whose name and protocol match the
+    /// service port.
     /// </summary>
-    private static (ImmutableArray<Backend> Active, ImmutableArray<Backend> Terminating) SelectEndpoints(
+    private static EndpointChoice SelectEndpoints(
         V1EndpointSlice[] slices, V1ServicePort servicePort, L4Protocol protocol, AddressFamily family, NodeContext node, bool topology)
     {
         var ready = new Dictionary<BackendAddress, Backend>();
+        var fallback = new Dictionary<BackendAddress, Backend>();
         // Topology-aware routing (kube-proxy's canUseTopology): only when every ready endpoint
         // carries zone hints and some hint names this node's zone; then only those endpoints.
         var inZone = new HashSet<BackendAddress>();
         bool allReadyHinted = true;
-        var fallback = new Dictionary<BackendAddress, Backend>();
         var wantType = family == AddressFamily.InterNetwork ? "IPv4" : "IPv6";
         var wantName = servicePort.Name ?? "";
 
@@ -360,16 +429,31 @@ public sealed class ServiceTranslator
                             inZone.Add(addr);
                     }
                     else if (serving && terminating)
+                    {
                         fallback.TryAdd(addr, new Backend(addr, flags));
+                    }
                 }
             }
         }
+
+        ImmutableArray<Backend> clusterActive, clusterTail;
         if (topology && allReadyHinted && inZone.Count > 0)
-            return (Ordered(ready.Values.Where(b => inZone.Contains(b.Address))), []);
-        return ready.Count > 0
-            ? (Ordered(ready.Values), [])
-            : ([], Ordered(fallback.Values));
+            (clusterActive, clusterTail) = (Ordered(ready.Values.Where(b => inZone.Contains(b.Address))), []);
+        else if (ready.Count > 0)
+            (clusterActive, clusterTail) = (Ordered(ready.Values), []);
+        else
+            (clusterActive, clusterTail) = ([], Ordered(fallback.Values));
+
+        var localReady = ready.Values.Where(b => (b.Flags & BackendFlags.Local) != 0).ToList();
+        var (localActive, localTail) = localReady.Count > 0
+            ? (Ordered(localReady), ImmutableArray<Backend>.Empty)
+            : (ImmutableArray<Backend>.Empty, Ordered(fallback.Values.Where(b => (b.Flags & BackendFlags.Local) != 0)));
+        return new EndpointChoice(clusterActive, clusterTail, localActive, localTail);
     }
+
+    /// <summary>Backends in address order, so identical input gives identical output.</summary>
+    private static ImmutableArray<Backend> Ordered(IEnumerable<Backend> backends) =>
+        [.. backends.OrderBy(b => AddressOrder.Key(b.Address.Address)).ThenBy(b => b.Address.Port).ThenBy(b => b.Address.Protocol)];
 
     public const string TopologyModeAnnotation = "service.kubernetes.io/topology-mode";
     public const string LegacyTopologyAnnotation = "service.kubernetes.io/topology-aware-hints";
@@ -389,9 +473,6 @@ public sealed class ServiceTranslator
         return service.Spec?.TrafficDistribution is "PreferClose" or "PreferSameZone";
     }
 
-    /// <summary>Backends in address order, so identical input gives identical output.</summary>
-    private static ImmutableArray<Backend> Ordered(IEnumerable<Backend> backends) =>
-        [.. backends.OrderBy(b => AddressOrder.Key(b.Address.Address)).ThenBy(b => b.Address.Port).ThenBy(b => b.Address.Protocol)];
 
     private static L4Protocol? SafeProtocol(string? protocol)
     {

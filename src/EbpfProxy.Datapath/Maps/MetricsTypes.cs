@@ -24,6 +24,7 @@ public enum Reason : byte
     RejectNoPort = 134,
     DropUnallocatedVip = 135,
     DropRejectFailed = 136,
+    DropNoLocalEndpoint = 137,
 }
 
 public enum MetricsDirection : byte
@@ -67,6 +68,7 @@ public static class ReasonInfo
         Reason.RejectNoPort => "reject_undefined_port",
         Reason.DropUnallocatedVip => "unallocated_service_ip",
         Reason.DropRejectFailed => "reject_failed",
+        Reason.DropNoLocalEndpoint => "no_local_endpoint",
         _ => $"reason_{(byte)reason}",
     };
 }

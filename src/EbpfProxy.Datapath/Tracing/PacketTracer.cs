@@ -125,6 +125,13 @@ public static class PacketTracer
         var key = LbMapIo.ToKey(fk, 0);
         if (!maps.Lb4Services.TryLookup(key, out var svc))
             yield break;
+        // Pods use the internal scope of an eTP=Local frontend (the cluster-wide set).
+        if ((svc.Flags & (ushort)ServiceFlags.TwoScopes) != 0)
+        {
+            var internalKey = LbMapIo.ToKey(fk with { Scope = FrontendScope.Internal }, 0);
+            if (maps.Lb4Services.TryLookup(internalKey, out var internalSvc))
+                (key, svc) = (internalKey, internalSvc);
+        }
         int total = svc.Count + svc.TerminatingCount;
         for (ushort slot = 1; slot <= total; slot++)
         {
