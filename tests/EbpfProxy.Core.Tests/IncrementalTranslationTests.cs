@@ -77,3 +77,41 @@ public class IncrementalTranslationTests
         }
     }
 }
+
+public class HealthCheckTranslationTests
+{
+    [Fact]
+    public void LoadBalancerWithLocalPolicyGetsAHealthCheckCountingLocalReadyEndpoints()
+    {
+        var store = new ClusterStore();
+        store.Upsert(new V1Service
+        {
+            Metadata = new V1ObjectMeta { Name = "lb", NamespaceProperty = "shop" },
+            Spec = new V1ServiceSpec { Type = "LoadBalancer", ClusterIP = "10.96.0.9", ExternalTrafficPolicy = "Local", HealthCheckNodePort = 32001, Ports = [new V1ServicePort { Port = 80 }] },
+        });
+        store.Upsert(new V1EndpointSlice
+        {
+            Metadata = new V1ObjectMeta { Name = "lb-1", NamespaceProperty = "shop", Labels = new Dictionary<string, string> { ["kubernetes.io/service-name"] = "lb" } },
+            AddressType = "IPv4",
+            Ports = [new Discoveryv1EndpointPort { Port = 8080 }],
+            Endpoints =
+            [
+                new V1Endpoint { Addresses = ["10.244.0.1"], NodeName = "node-1" },
+                new V1Endpoint { Addresses = ["10.244.0.2"], NodeName = "node-1", Conditions = new V1EndpointConditions { Ready = false, Serving = true, Terminating = true } },
+                new V1Endpoint { Addresses = ["10.244.0.3"], NodeName = "node-2" },
+            ],
+        });
+        store.Upsert(new V1Service
+        {
+            Metadata = new V1ObjectMeta { Name = "cluster", NamespaceProperty = "shop" },
+            Spec = new V1ServiceSpec { Type = "LoadBalancer", ClusterIP = "10.96.0.10", HealthCheckNodePort = 32002, Ports = [new V1ServicePort { Port = 80 }] },
+        });
+
+        var translator = new ServiceTranslator(new NodeContext("node-1"));
+        var result = translator.Translate(store.TakeServiceChanges());
+        Assert.Equal([new HealthCheckTarget(32001, "shop", "lb", 1)], result.HealthChecks);
+
+        store.DeleteService("shop/lb");
+        Assert.Empty(translator.Translate(store.TakeServiceChanges()).HealthChecks);
+    }
+}

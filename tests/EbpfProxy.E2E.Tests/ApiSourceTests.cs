@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using EbpfProxy.Testing;
+using k8s.Models;
 using Xunit.Abstractions;
 
 namespace EbpfProxy.E2E.Tests;
@@ -38,6 +39,73 @@ public class ApiSourceTests(ITestOutputHelper output)
         {
             Assert.True(sw.Elapsed < TimeSpan.FromSeconds(5), "service deletion was not programmed");
             await Task.Delay(10);
+        }
+    }
+
+    [PrivilegedFact]
+    public async Task HealthCheckNodePortFollowsLocalEndpoints()
+    {
+        await using var s = await ProxyScenario.StartWithApiAsync(output, 1, ["echo-1"]);
+        var lb = new V1Service
+        {
+            Metadata = new V1ObjectMeta { Name = "lb", NamespaceProperty = "default" },
+            Spec = new V1ServiceSpec
+            {
+                Type = "LoadBalancer", ClusterIP = "10.96.0.77", ExternalTrafficPolicy = "Local", HealthCheckNodePort = 32001,
+                Ports = [new V1ServicePort { Name = "http", Port = 80, TargetPort = 8080, Protocol = "TCP", NodePort = 30080 }],
+            },
+        };
+        V1EndpointSlice Slice(string nodeName) => new()
+        {
+            Metadata = new V1ObjectMeta { Name = "lb-1", NamespaceProperty = "default", Labels = new Dictionary<string, string> { ["kubernetes.io/service-name"] = "lb" } },
+            AddressType = "IPv4",
+            Ports = [new Discoveryv1EndpointPort { Name = "http", Port = 8080, Protocol = "TCP" }],
+            Endpoints = [new V1Endpoint { Addresses = [s.Echo["echo-1"].Ip.ToString()], NodeName = nodeName }],
+        };
+        s.Api!.Upsert(lb);
+        s.Api.Upsert(Slice("node"));
+
+        var (status, body) = await Eventually(() => s.GetAsync(32001), r => r.Status == 200);
+        Assert.Contains("\"localEndpoints\":1", body);
+        Assert.Contains("\"name\":\"lb\"", body);
+
+        s.Api.Upsert(Slice("another-node"));
+        (status, body) = await Eventually(() => s.GetAsync(32001), r => r.Status == 503);
+        Assert.Contains("\"localEndpoints\":0", body);
+
+        s.Api.Delete(lb);
+        await Eventually<(int Status, string Body)>(async () =>
+        {
+            try
+            {
+                return await s.GetAsync(32001);
+            }
+            catch (HttpRequestException)
+            {
+                return (0, "closed");
+            }
+        }, r => r.Status == 0);
+    }
+
+    /// <summary>Polls <paramref name="probe"/> until <paramref name="done"/> holds (5 s at most); returns the last result.</summary>
+    private static async Task<T> Eventually<T>(Func<Task<T>> probe, Func<T, bool> done)
+    {
+        var sw = Stopwatch.StartNew();
+        T last;
+        while (true)
+        {
+            try
+            {
+                last = await probe();
+                if (done(last))
+                    return last;
+            }
+            catch (HttpRequestException) when (sw.Elapsed < TimeSpan.FromSeconds(5))
+            {
+                last = default!;
+            }
+            Assert.True(sw.Elapsed < TimeSpan.FromSeconds(5), $"condition not reached; last: {last}");
+            await Task.Delay(50);
         }
     }
 

@@ -167,10 +167,13 @@ public sealed class ProxyScenario : IAsyncDisposable
     public NetNs NodeNs => _node.Ns;
 
     /// <summary>GET http://127.0.0.1:10256{path} from inside the node namespace: (status, body).</summary>
-    public async Task<(int Status, string Body)> GetHealthAsync(string path = "/healthz")
+    public Task<(int Status, string Body)> GetHealthAsync(string path = "/healthz") => GetAsync(10256, path);
+
+    /// <summary>GET http://127.0.0.1:{port}{path} from inside the node namespace: (status, body).</summary>
+    public async Task<(int Status, string Body)> GetAsync(int port, string path = "/")
     {
         using var http = new HttpClient(NetNsHttp.CreateHandler(_node.Ns)) { Timeout = TimeSpan.FromSeconds(5) };
-        using var response = await http.GetAsync($"http://127.0.0.1:10256{path}");
+        using var response = await http.GetAsync($"http://127.0.0.1:{port}{path}");
         return ((int)response.StatusCode, await response.Content.ReadAsStringAsync());
     }
 

@@ -36,6 +36,12 @@ public sealed record NodeContext(string NodeName, string? Zone = null, Immutable
 }
 
 /// <summary>
+/// A LoadBalancer service with externalTrafficPolicy Local: the node answers its health check
+/// node port with 200 while it has a local ready endpoint, so the load balancer steers traffic.
+/// </summary>
+public sealed record HealthCheckTarget(ushort Port, string Namespace, string Name, int LocalEndpoints);
+
+/// <summary>
 /// Result of translating a snapshot: the desired state, the objects that were skipped and why,
 /// and the EndpointSlices this translation saw for the first time (for the network programming
 /// latency SLI).
@@ -46,6 +52,9 @@ public sealed record TranslationResult(DesiredLbState State, ImmutableArray<Tran
 
     /// <summary>Frontends added, removed or changed by this translation; null when unknown (diff everything).</summary>
     public IReadOnlyCollection<FrontendKey>? ChangedFrontends { get; init; }
+
+    /// <summary>Health check node ports to serve (LoadBalancer services with eTP Local).</summary>
+    public IReadOnlyCollection<HealthCheckTarget> HealthChecks { get; init; } = [];
 }
 
 /// <summary>
@@ -72,6 +81,7 @@ public sealed class ServiceTranslator
     // resulting table of frontends, kept across calls and updated for the services that changed.
     private readonly Dictionary<FrontendKey, SortedSet<string>> _claims = new();
     private readonly Dictionary<FrontendKey, FrontendState> _frontends = new();
+    private readonly Dictionary<string, HealthCheckTarget> _healthChecks = new(StringComparer.Ordinal);
 
     public ServiceTranslator(NodeContext node) => _node = node;
 
@@ -117,7 +127,12 @@ public sealed class ServiceTranslator
             foreach (var loser in owners.Skip(1))
                 errors.Add(new TranslationError("Service", loser, $"frontend {fk} is already claimed by {_frontends[fk].Service}; port skipped"));
         }
-        return new TranslationResult(new DesiredLbState(_frontends), errors.ToImmutable()) { NewSlices = newSlices, ChangedFrontends = changed };
+        return new TranslationResult(new DesiredLbState(_frontends), errors.ToImmutable())
+        {
+            NewSlices = newSlices,
+            ChangedFrontends = changed,
+            HealthChecks = [.. _healthChecks.Values],
+        };
     }
 
     private void Retranslate(string key, V1Service? service, V1EndpointSlice[] slices, HashSet<FrontendKey> changed, List<V1EndpointSlice> newSlices)
@@ -125,6 +140,7 @@ public sealed class ServiceTranslator
         _cache.TryGetValue(key, out var old);
         if (service is null)
         {
+            _healthChecks.Remove(key);
             if (old is null)
                 return;
             _cache.Remove(key);
@@ -150,6 +166,10 @@ public sealed class ServiceTranslator
             if (old is null || Array.IndexOf(old.Slices, slice) < 0)
                 newSlices.Add(slice);
         _cache[key] = new CacheEntry(service, slices, fes, errs);
+        if (HealthCheck(service, slices, _node) is { } check)
+            _healthChecks[key] = check;
+        else
+            _healthChecks.Remove(key);
 
         if (old is not null)
             foreach (var fe in old.Frontends)
@@ -316,6 +336,26 @@ public sealed class ServiceTranslator
                 frontends.Add(state);
             }
         }
+    }
+
+    /// <summary>
+    /// kube-proxy serves spec.healthCheckNodePort for LoadBalancer services with eTP Local,
+    /// counting this node's ready endpoints (terminating ones do not count).
+    /// </summary>
+    private static HealthCheckTarget? HealthCheck(V1Service service, V1EndpointSlice[] slices, NodeContext node)
+    {
+        var spec = service.Spec;
+        if (spec is null || !string.Equals(spec.Type, "LoadBalancer", StringComparison.Ordinal)
+            || !string.Equals(spec.ExternalTrafficPolicy, "Local", StringComparison.Ordinal)
+            || spec.HealthCheckNodePort is not (> 0 and <= 65535))
+            return null;
+        var local = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var slice in slices)
+            foreach (var ep in slice.Endpoints ?? [])
+                if ((ep.Conditions?.Ready ?? true) && !string.IsNullOrEmpty(ep.NodeName) && ep.NodeName == node.NodeName)
+                    foreach (var a in ep.Addresses ?? [])
+                        local.Add(a);
+        return new HealthCheckTarget((ushort)spec.HealthCheckNodePort.Value, service.Metadata?.NamespaceProperty ?? "default", service.Metadata?.Name ?? "", local.Count);
     }
 
     /// <summary>

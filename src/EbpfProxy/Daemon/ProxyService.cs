@@ -69,6 +69,7 @@ public sealed partial class ProxyService : BackgroundService
 
             var syncer = new LbSyncer(datapath.Maps, new LbLimits(_datapathOptions.BackendsMax, (ushort)Math.Min(_datapathOptions.RevNatMax - 1, ushort.MaxValue)), _loggers.CreateLogger<LbSyncer>());
             var translator = new ServiceTranslator(new NodeContext(_options.NodeName));
+            using var healthChecks = new ServiceHealthServers(_health, _loggers.CreateLogger<ServiceHealthServers>());
             var runner = new BoundedFrequencyRunner(
                 (trigger, ct) =>
                 {
@@ -81,7 +82,7 @@ public sealed partial class ProxyService : BackgroundService
                     }
                     try
                     {
-                        SyncOnce(syncer, translator, trigger);
+                        SyncOnce(syncer, translator, trigger, healthChecks);
                     }
                     catch
                     {
@@ -128,7 +129,7 @@ public sealed partial class ProxyService : BackgroundService
         }
     }
 
-    private void SyncOnce(LbSyncer syncer, ServiceTranslator translator, SyncTrigger trigger)
+    private void SyncOnce(LbSyncer syncer, ServiceTranslator translator, SyncTrigger trigger, ServiceHealthServers healthChecks)
     {
         var sw = Stopwatch.StartNew();
         var startedAt = _time.GetUtcNow();
@@ -161,6 +162,7 @@ public sealed partial class ProxyService : BackgroundService
         _metrics.SyncSucceeded(now, pending);
         _health.Synced(startedAt);
         _firstSync.TrySetResult();
+        healthChecks.Update(translation.HealthChecks);
         // Network programming latency: from the EndpointSlice controller's trigger time to now,
         // for slices that changed after start-up (the first sync programs history, not changes).
         if (n > 1)
