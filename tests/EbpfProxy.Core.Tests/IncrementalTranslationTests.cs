@@ -115,3 +115,24 @@ public class HealthCheckTranslationTests
         Assert.Empty(translator.Translate(store.TakeServiceChanges()).HealthChecks);
     }
 }
+
+public class NodeContextTests
+{
+    [Fact]
+    public void NodePortAddressesArePrimaryByDefaultAndFilteredByCidrsOtherwise()
+    {
+        var node = new V1Node
+        {
+            Metadata = new V1ObjectMeta { Name = "n1", Labels = new Dictionary<string, string> { ["topology.kubernetes.io/zone"] = "z1" } },
+            Status = new V1NodeStatus { Addresses = [new V1NodeAddress { Type = "InternalIP", Address = "192.168.1.10" }, new V1NodeAddress { Type = "Hostname", Address = "n1" }] },
+        };
+        var primary = NodeContext.From("n1", node, [], [System.Net.IPAddress.Parse("10.0.0.5")]);
+        Assert.Equal(["192.168.1.10"], primary.Addresses.Select(a => a.ToString()));
+        Assert.Equal("z1", primary.Zone);
+
+        var local = new[] { System.Net.IPAddress.Parse("10.0.0.5"), System.Net.IPAddress.Parse("172.16.0.1") };
+        var selected = NodeContext.From("n1", node, [System.Net.IPNetwork.Parse("10.0.0.0/8"), System.Net.IPNetwork.Parse("192.168.0.0/16")], local);
+        Assert.Equal(["10.0.0.5", "192.168.1.10"], selected.Addresses.Select(a => a.ToString()));
+        Assert.NotEqual(primary, selected);
+    }
+}

@@ -89,6 +89,45 @@ public class ClusterIpTests(ITestOutputHelper output)
     }
 
     [PrivilegedFact]
+    public async Task APodReachesANodePortOnTheNodesAddressAndRepliesComeFromIt()
+    {
+        // The pods' gateway 169.254.1.1 is the node's address here; --nodeport-addresses selects it.
+        await using var s = await ProxyScenario.StartAsync(output, 2, ["echo-1", "echo-2"], ["--nodeport-addresses", "169.254.1.0/24"]);
+        s.WriteExtraManifest("nodeport.yaml", """
+            apiVersion: v1
+            kind: Service
+            metadata: {name: np, namespace: default}
+            spec:
+              type: NodePort
+              clusterIP: 10.96.0.50
+              selector: {app: echo}
+              ports:
+              - {name: tcp, port: 80, targetPort: 8080, nodePort: 30080, protocol: TCP}
+              - {name: udp, port: 80, targetPort: 8080, nodePort: 30080, protocol: UDP}
+            """);
+        var nodeIp = IPAddress.Parse("169.254.1.1");
+        var deadline = System.Diagnostics.Stopwatch.StartNew();
+        var seen = new HashSet<string>();
+        while (seen.Count < 2)
+        {
+            Assert.True(deadline.Elapsed < TimeSpan.FromSeconds(10), $"only {string.Join(",", seen)} answered on the NodePort");
+            try
+            {
+                using var conn = await TcpProbe.ConnectAsync(s.Client.Ns, nodeIp, 30080, TimeSpan.FromSeconds(1));
+                Assert.Equal(new IPEndPoint(nodeIp, 30080), conn.RemoteEndPoint);
+                seen.Add((await conn.RequestAsync("np", TimeSpan.FromSeconds(2))).Split(' ')[0]);
+            }
+            catch (ProbeFailedException)
+            {
+                await Task.Delay(100); // not programmed yet
+            }
+        }
+        var (reply, from) = await UdpProbe.RequestAsync(s.Client.Ns, nodeIp, 30080, "np-udp", TimeSpan.FromSeconds(3));
+        Assert.Equal(new IPEndPoint(nodeIp, 30080), from);
+        Assert.EndsWith(" np-udp", reply);
+    }
+
+    [PrivilegedFact]
     public async Task CleanupRemovesExactlyWhatTheProxyCreated()
     {
         await using var s = await ProxyScenario.StartAsync(output, 1, ["echo-1"]);

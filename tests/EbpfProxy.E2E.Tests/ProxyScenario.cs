@@ -49,6 +49,7 @@ public sealed class ProxyScenario : IAsyncDisposable
     public FakeKubeApiServer? Api { get; private set; }
 
     private string? _kubeconfig;
+    private string[] _extraArgs = [];
 
     public static async Task<ProxyScenario> StartWithApiAsync(ITestOutputHelper output, int echoPods, IEnumerable<string> initialBackends, bool waitForFirstSync = true)
     {
@@ -130,10 +131,10 @@ public sealed class ProxyScenario : IAsyncDisposable
         return node;
     }
 
-    public static async Task<ProxyScenario> StartAsync(ITestOutputHelper output, int echoPods, IEnumerable<string> initialBackends)
+    public static async Task<ProxyScenario> StartAsync(ITestOutputHelper output, int echoPods, IEnumerable<string> initialBackends, string[]? extraArgs = null)
     {
         Privileged.EnsureRoot();
-        var s = new ProxyScenario(output);
+        var s = new ProxyScenario(output) { _extraArgs = extraArgs ?? [] };
         try
         {
             s.BuildPods(echoPods);
@@ -157,7 +158,7 @@ public sealed class ProxyScenario : IAsyncDisposable
         string[] source = _kubeconfig is null ? ["--manifests", ManifestDir] : ["--kubeconfig", _kubeconfig];
         Daemon = DaemonProcess.Start(_node.Ns, Binaries.EbpfProxy,
             ["run", .. source, "--bpffs", _bpffs.Path, "--node-name", "node", "--min-sync-interval", "0",
-             "--bpf-dir", Binaries.BpfDir, "--conntrack-max", "65536"]);
+             "--bpf-dir", Binaries.BpfDir, "--conntrack-max", "65536", .. _extraArgs]);
         if (!waitForFirstSync)
             return "";
         var m = await Daemon.WaitForOutputAsync(new Regex(@"Sync #1 .*"), TimeSpan.FromSeconds(30));
@@ -184,6 +185,14 @@ public sealed class ProxyScenario : IAsyncDisposable
             return 0;
         using var maps = LbMaps.OpenPinned(PinPath);
         return maps.Lb4Services.Keys().Count();
+    }
+
+    /// <summary>Writes another manifest file next to echo.yaml.</summary>
+    public void WriteExtraManifest(string fileName, string yaml)
+    {
+        var tmp = Path.Combine(ManifestDir, "." + fileName + ".tmp");
+        File.WriteAllText(tmp, yaml);
+        File.Move(tmp, Path.Combine(ManifestDir, fileName), overwrite: true);
     }
 
     /// <summary>Rewrites the manifest: Service echo (TCP and UDP port 80 -> 8080) and the named pods.</summary>

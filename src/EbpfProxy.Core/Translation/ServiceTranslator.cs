@@ -15,6 +15,24 @@ public sealed record NodeContext(string NodeName, string? Zone = null, Immutable
 
     public static NodeContext Default { get; } = new("");
 
+    /// <summary>
+    /// The node's facts: name as configured, zone label from its Node object, and the addresses
+    /// NodePorts are served on: with no CIDRs (kube-proxy's "primary"), the Node's InternalIP and
+    /// ExternalIP addresses; with --nodeport-addresses CIDRs, every local address inside them.
+    /// </summary>
+    public static NodeContext From(string nodeName, V1Node? node, IReadOnlyList<System.Net.IPNetwork>? nodePortCidrs, IEnumerable<IPAddress>? localAddresses)
+    {
+        var ctx = From(nodeName, node);
+        if (nodePortCidrs is null || nodePortCidrs.Count == 0)
+            return ctx;
+        var selected = (localAddresses ?? []).Concat(ctx.Addresses.IsDefault ? [] : ctx.Addresses)
+            .Where(a => nodePortCidrs.Any(c => c.Contains(a)))
+            .Distinct()
+            .OrderBy(a => AddressOrder.Key(a))
+            .ToImmutableArray();
+        return ctx with { Addresses = selected };
+    }
+
     /// <summary>The node's facts: name as configured, zone label and InternalIP/ExternalIP addresses from its Node object.</summary>
     public static NodeContext From(string nodeName, V1Node? node)
     {

@@ -35,12 +35,17 @@ internal static class RunCommand
         var minSync = new Option<double>("--min-sync-interval") { Description = "seconds between two syncs at least (kube-proxy's --min-sync-period)", DefaultValueFactory = _ => 1.0 };
         var syncPeriod = new Option<double>("--sync-period") { Description = "seconds between full resyncs that heal drift in the maps", DefaultValueFactory = _ => 30.0 };
         var serviceCidr = new Option<string?>("--service-cidr") { Description = "the cluster's service CIDR: unallocated addresses in it are dropped, as kube-proxy's nftables mode does" };
+        var nodePortAddresses = new Option<string[]>("--nodeport-addresses")
+        {
+            Description = "CIDRs of the local addresses NodePorts are served on (default: primary, the node's addresses)",
+            AllowMultipleArgumentsPerToken = true,
+        };
         var healthz = new Option<string>("--healthz-bind-address") { Description = "where /healthz and /livez are served; empty disables", DefaultValueFactory = _ => "0.0.0.0:10256" };
         var ctMax = new Option<uint>("--conntrack-max") { Description = "conntrack map size", DefaultValueFactory = _ => 524288u };
 
         var cmd = new Command("run", "run the proxy daemon on this node")
         {
-            manifests, kubeconfig, nodeName, bpffs, bpfDir, podInterfaces, minSync, syncPeriod, serviceCidr, healthz, ctMax,
+            manifests, kubeconfig, nodeName, bpffs, bpfDir, podInterfaces, minSync, syncPeriod, serviceCidr, nodePortAddresses, healthz, ctMax,
         };
         cmd.SetAction(async (parse, ct) =>
         {
@@ -64,6 +69,16 @@ internal static class RunCommand
             {
                 if (proxyOptions.ManifestsDirectory is null)
                     new KubernetesApiSourceOptions { KubeconfigPath = proxyOptions.KubeconfigPath, NodeName = proxyOptions.NodeName }.Validate();
+                var nodePortCidrs = new List<System.Net.IPNetwork>();
+                foreach (var text in (parse.GetValue(nodePortAddresses) ?? []).SelectMany(s => s.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)))
+                {
+                    if (text == "primary")
+                        continue;
+                    nodePortCidrs.Add(System.Net.IPNetwork.TryParse(text, out var n)
+                        ? n
+                        : throw new ArgumentException($"--nodeport-addresses '{text}' is not a CIDR or 'primary'"));
+                }
+                proxyOptions.NodePortCidrs = nodePortCidrs;
                 if (parse.GetValue(serviceCidr) is { Length: > 0 } cidrText)
                     datapathOptions.ServiceCidr = System.Net.IPNetwork.TryParse(cidrText.Trim(), out var cidr)
                         ? cidr

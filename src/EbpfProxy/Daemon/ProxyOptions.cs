@@ -18,6 +18,9 @@ public sealed class ProxyOptions
     /// <summary>Full resync period: re-reads the maps and heals drift (kube-proxy's --sync-period).</summary>
     public TimeSpan SyncPeriod { get; set; } = TimeSpan.FromSeconds(30);
 
+    /// <summary>--nodeport-addresses: CIDRs of the local addresses NodePorts are served on; empty = the node's primary addresses.</summary>
+    public IReadOnlyList<System.Net.IPNetwork> NodePortCidrs { get; set; } = [];
+
     /// <summary>Where /healthz and /livez are served (kube-proxy's --healthz-bind-address); empty disables.</summary>
     public string HealthzBindAddress { get; set; } = "0.0.0.0:10256";
 

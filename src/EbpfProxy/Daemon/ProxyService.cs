@@ -74,7 +74,8 @@ public sealed partial class ProxyService : BackgroundService
                 (trigger, ct) =>
                 {
                     // A change of this node's Node object (zone, addresses) invalidates every cached result.
-                    var node = NodeContext.From(_options.NodeName, _store.Snapshot().Nodes.GetValueOrDefault(_options.NodeName));
+                    var node = NodeContext.From(_options.NodeName, _store.Snapshot().Nodes.GetValueOrDefault(_options.NodeName),
+                        _options.NodePortCidrs, _options.NodePortCidrs.Count > 0 ? LocalAddresses() : null);
                     if (!node.Equals(translator.Node))
                     {
                         translator = new ServiceTranslator(node);
@@ -180,6 +181,13 @@ public sealed partial class ProxyService : BackgroundService
         LogSynced(_logger, n, trigger, snapshot.Version, result.Writes, result.Deletes, result.ConntrackPurged, translation.State.Frontends.Count,
             translateTime.TotalMilliseconds, result.PlanTime.TotalMilliseconds, result.WriteTime.TotalMilliseconds, GC.GetTotalMemory(false) / 1048576, sw.Elapsed.TotalMilliseconds);
     }
+
+    /// <summary>The IPv4 addresses of this network namespace's interfaces (for --nodeport-addresses).</summary>
+    private static IEnumerable<System.Net.IPAddress> LocalAddresses() =>
+        System.Net.NetworkInformation.NetworkInterface.GetAllNetworkInterfaces()
+            .SelectMany(i => i.GetIPProperties().UnicastAddresses)
+            .Select(u => u.Address)
+            .Where(a => a.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork && !System.Net.IPAddress.IsLoopback(a));
 
     /// <summary>Set by the EndpointSlice controller to the time of the change that caused the slice update.</summary>
     public const string TriggerTimeAnnotation = "endpoints.kubernetes.io/last-change-trigger-time";
