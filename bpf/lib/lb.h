@@ -139,6 +139,7 @@ static __always_inline __u32 lb4_from_client(struct __sk_buff *skb, const struct
 	__u32 backend_id;
 	__u32 reason = REASON_FWD_SERVICE_NEW;
 	__u8 scope = LB_SCOPE_EXTERNAL;
+	int ret;
 
 	ct4_key_service(&ct_key, p);
 	ct = bpf_map_lookup_elem(&ct4, &ct_key);
@@ -150,8 +151,9 @@ static __always_inline __u32 lb4_from_client(struct __sk_buff *skb, const struct
 			tr->rev_nat_id = ct->rev_nat_id;
 			if (!trace)
 				ct_entry_touch(ct, p, now);
-			if (nat4_rewrite(skb, p, true, be->address_be, be->port_be) < 0)
-				return REASON_DROP_NAT;
+			ret = nat4_rewrite(skb, p, true, be->address_be, be->port_be);
+			if (ret < 0)
+				return ret == -EOPNOTSUPP_SCTP ? REASON_DROP_SCTP_PORT : REASON_DROP_NAT;
 			return REASON_FWD_SERVICE_ESTABLISHED;
 		}
 		/* Its backend was removed: choose again below. */
@@ -218,8 +220,9 @@ static __always_inline __u32 lb4_from_client(struct __sk_buff *skb, const struct
 	}
 
 translate:
-	if (nat4_rewrite(skb, p, true, be->address_be, be->port_be) < 0)
-		return REASON_DROP_NAT;
+	ret = nat4_rewrite(skb, p, true, be->address_be, be->port_be);
+	if (ret < 0)
+		return ret == -EOPNOTSUPP_SCTP ? REASON_DROP_SCTP_PORT : REASON_DROP_NAT;
 	return reason;
 }
 

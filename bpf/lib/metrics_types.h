@@ -30,6 +30,7 @@ enum reason {
 	REASON_DROP_UNALLOCATED_VIP = 135, /* inside the service CIDR, no such ClusterIP */
 	REASON_DROP_REJECT_FAILED = 136, /* could not build the ICMP error */
 	REASON_DROP_NO_LOCAL_ENDPOINT = 137, /* traffic policy Local, endpoints only on other nodes */
+	REASON_DROP_SCTP_PORT = 138, /* SCTP needs its port changed: unsupported (CRC32c) */
 	REASON_MAX = 256,
 };
 

@@ -12,6 +12,8 @@
 #include "parse.h"
 
 #define IP_CSUM_OFF (sizeof(struct ethhdr) + offsetof(struct iphdr, check))
+/* Returned by nat4_rewrite for an SCTP port change (95 = EOPNOTSUPP). */
+#define EOPNOTSUPP_SCTP 95
 #define IP_SRC_OFF (sizeof(struct ethhdr) + offsetof(struct iphdr, saddr))
 #define IP_DST_OFF (sizeof(struct ethhdr) + offsetof(struct iphdr, daddr))
 
@@ -36,13 +38,20 @@ static __always_inline int nat4_rewrite(struct __sk_buff *skb, const struct pkt4
 	__u32 port_off = p->l4_off + (dst ? 2 : 0);
 	__u32 csum_off = l4_csum_off(p);
 	__u64 l4_flags = p->proto == IPPROTO_UDP ? BPF_F_MARK_MANGLED_0 : 0;
+	bool sctp = p->proto == IPPROTO_SCTP;
 	int ret;
 
+	/* SCTP's CRC32c covers no pseudo-header, so an address rewrite leaves it valid;
+	 * a port rewrite would need the whole CRC recomputed, which no helper does. */
+	if (sctp && old_port != new_port)
+		return -EOPNOTSUPP_SCTP;
 	if (old_addr != new_addr) {
-		ret = bpf_l4_csum_replace(skb, csum_off, old_addr, new_addr,
-					  l4_flags | BPF_F_PSEUDO_HDR | sizeof(new_addr));
-		if (ret < 0)
-			return ret;
+		if (!sctp) {
+			ret = bpf_l4_csum_replace(skb, csum_off, old_addr, new_addr,
+						  l4_flags | BPF_F_PSEUDO_HDR | sizeof(new_addr));
+			if (ret < 0)
+				return ret;
+		}
 		ret = bpf_l3_csum_replace(skb, IP_CSUM_OFF, old_addr, new_addr, sizeof(new_addr));
 		if (ret < 0)
 			return ret;

@@ -47,7 +47,7 @@ static __always_inline enum parse_result parse_ipv4(struct __sk_buff *skb, struc
 		return PARSE_INVALID;
 	if (ip->version != 4 || ip->ihl < 5)
 		return PARSE_INVALID;
-	if (ip->protocol != IPPROTO_TCP && ip->protocol != IPPROTO_UDP)
+	if (ip->protocol != IPPROTO_TCP && ip->protocol != IPPROTO_UDP && ip->protocol != IPPROTO_SCTP)
 		return PARSE_SKIP;
 	/* Fragments are not translated (see bpf/README.md, "Limits"). */
 	if (ip->frag_off & bpf_htons(IP_MF | IP_OFFSET))
@@ -69,9 +69,12 @@ static __always_inline enum parse_result parse_ipv4(struct __sk_buff *skb, struc
 		p->dport = tcp->dest;
 		p->tcp_flags = ((__u8 *)tcp)[13];
 	} else {
+		/* UDP and SCTP both start with the source and destination ports; an SCTP
+		 * common header is 12 bytes, a UDP header 8. */
 		struct udphdr *udp = (void *)ip + ihl_len;
+		__u32 need = ip->protocol == IPPROTO_SCTP ? 12 : sizeof(*udp);
 
-		if ((void *)(udp + 1) > data_end)
+		if ((void *)udp + need > data_end)
 			return PARSE_INVALID;
 		p->sport = udp->source;
 		p->dport = udp->dest;

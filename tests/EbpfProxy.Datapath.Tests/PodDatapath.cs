@@ -59,12 +59,15 @@ public sealed class PodDatapath : IDisposable
     /// <summary>Replaces the cluster with these manifests and syncs the maps, as the daemon does.</summary>
     public LbSyncResult Apply(string yaml, string nodeName = "node-1", params string[] nodeAddresses) => Apply(yaml, nodeName, null, nodeAddresses);
 
-    public LbSyncResult Apply(string yaml, string nodeName, string? zone, string[] nodeAddresses)
+    public LbSyncResult Apply(string yaml, bool expectErrors) => Apply(yaml, "node-1", null, [], expectErrors);
+
+    public LbSyncResult Apply(string yaml, string nodeName, string? zone, string[] nodeAddresses, bool expectErrors = false)
     {
         var objects = KubernetesYaml.LoadAllFromString(yaml);
         _store.ReplaceAll(objects.OfType<V1Service>(), objects.OfType<V1EndpointSlice>(), objects.OfType<V1Pod>());
         var translation = ServiceTranslator.Translate(_store.Snapshot(), new NodeContext(nodeName, zone, [.. nodeAddresses.Select(IPAddress.Parse)]));
-        Assert.Empty(translation.Errors);
+        if (!expectErrors)
+            Assert.Empty(translation.Errors);
         var result = Syncer.Sync(translation.State);
         // As the daemon does right after a pass (there off the sync path).
         return result with { ConntrackPurged = result.ConntrackPurged + Syncer.Purger.PurgeNow() };

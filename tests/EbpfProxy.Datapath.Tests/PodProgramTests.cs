@@ -342,6 +342,55 @@ public class PodProgramTests
     /// <summary>CLOCK_MONOTONIC in nanoseconds: what bpf_ktime_get_ns() returns.</summary>
     private static ulong KernelNow() => (ulong)(System.Diagnostics.Stopwatch.GetTimestamp() * (1_000_000_000.0 / System.Diagnostics.Stopwatch.Frequency));
 
+    /// <summary>Ethernet + IPv4 + an SCTP common header and a tiny DATA chunk (CRC32c left as given: the datapath must not touch it).</summary>
+    private static byte[] Sctp(IPAddress src, ushort sport, IPAddress dst, ushort dport)
+    {
+        var sctp = new byte[12 + 16];
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt16BigEndian(sctp, sport);
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt16BigEndian(sctp.AsSpan(2), dport);
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(sctp.AsSpan(4), 0xdeadbeef); // verification tag
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(sctp.AsSpan(8), 0x12345678); // CRC32c
+        sctp[12] = 0; // DATA chunk
+        return PacketBuilder.Ipv4(src, dst, 132, sctp);
+    }
+
+    [PrivilegedFact]
+    public void SctpIsTranslatedByAddressWithTheCrcUntouched()
+    {
+        using var dp = new PodDatapath();
+        dp.Apply("""
+            apiVersion: v1
+            kind: Service
+            metadata: {name: diameter, namespace: default}
+            spec: {clusterIP: 10.96.0.60, ports: [{name: d, port: 3868, protocol: SCTP}, {name: other, port: 3869, protocol: SCTP}]}
+            ---
+            apiVersion: discovery.k8s.io/v1
+            kind: EndpointSlice
+            metadata: {name: diameter-1, namespace: default, labels: {kubernetes.io/service-name: diameter}}
+            addressType: IPv4
+            ports: [{name: d, port: 3868, protocol: SCTP}, {name: other, port: 9999, protocol: SCTP}]
+            endpoints: [{addresses: [10.244.0.70]}]
+            """, expectErrors: true);
+        var vip = IPAddress.Parse("10.96.0.60");
+        var input = Sctp(PodDatapath.Client, 5000, vip, 3868);
+
+        var (verdict, output) = dp.FromPod(input);
+        Assert.Equal(PodDatapath.TcActOk, verdict);
+        Assert.Equal(IPAddress.Parse("10.244.0.70"), new IPAddress(output.AsSpan(30, 4)));
+        Assert.True(Packet.Parse(output).IpChecksumValid);
+        AssertOnlyChanged(input, output, (IpCsum, 2), (IpDst, 4)); // SCTP header and CRC32c untouched
+
+        var reply = Sctp(IPAddress.Parse("10.244.0.70"), 3868, PodDatapath.Client, 5000);
+        var (rv, back) = dp.ToPod(reply);
+        Assert.Equal(PodDatapath.TcActOk, rv);
+        Assert.Equal(vip, new IPAddress(back.AsSpan(26, 4)));
+        AssertOnlyChanged(reply, back, (IpCsum, 2), (IpSrc, 4));
+
+        // A port change cannot be done without recomputing the CRC32c: dropped, with its reason.
+        Assert.Equal(PodDatapath.TcActShot, dp.FromPod(Sctp(PodDatapath.Client, 5001, vip, 3869)).Verdict);
+        Assert.Equal(1UL, dp.Counter(Reason.DropSctpPort, MetricsDirection.Ingress));
+    }
+
     public static TheoryData<string, byte[]> UnmatchedPackets() => new()
     {
         { "pod to pod, no service", PacketBuilder.Tcp(PodDatapath.Client, 1234, IPAddress.Parse("10.244.0.12"), 8080) },

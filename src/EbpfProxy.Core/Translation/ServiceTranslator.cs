@@ -314,6 +314,8 @@ public sealed class ServiceTranslator
             // kube-proxy skips endpoints of the wrong family.
             var choice = SelectEndpoints(slices, port, protocol, AddressFamily.InterNetwork, node, topology);
             bool anywhere = !choice.ClusterActive.IsEmpty || !choice.ClusterTerminating.IsEmpty;
+            if (protocol == L4Protocol.Sctp && choice.ClusterActive.Concat(choice.ClusterTerminating).Any(b => b.Address.Port != port.Port))
+                errors.Add(new TranslationError("Service", key, $"SCTP port {port.Port}: backends listen on another port; SCTP ports cannot be translated (CRC32c), so this traffic is dropped"));
             bool localEmpty = choice.LocalActive.IsEmpty && choice.LocalTerminating.IsEmpty;
             var noLocal = localEmpty && anywhere ? ServiceFlags.DropWithoutLocal : ServiceFlags.None;
 

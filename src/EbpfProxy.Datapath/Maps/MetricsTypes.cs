@@ -25,6 +25,7 @@ public enum Reason : byte
     DropUnallocatedVip = 135,
     DropRejectFailed = 136,
     DropNoLocalEndpoint = 137,
+    DropSctpPort = 138,
 }
 
 public enum MetricsDirection : byte
@@ -69,6 +70,7 @@ public static class ReasonInfo
         Reason.DropUnallocatedVip => "unallocated_service_ip",
         Reason.DropRejectFailed => "reject_failed",
         Reason.DropNoLocalEndpoint => "no_local_endpoint",
+        Reason.DropSctpPort => "sctp_port_translation_unsupported",
         _ => $"reason_{(byte)reason}",
     };
 }
