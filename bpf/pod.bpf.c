@@ -47,40 +47,39 @@ static __always_inline int verdict(struct __sk_buff *skb, const struct pkt4 *p, 
 	return ret;
 }
 
-SEC("tc")
-int from_pod(struct __sk_buff *skb)
+/* Parses, hands the packet to the direction's logic, and applies the verdict. */
+static __always_inline int pod_hook(struct __sk_buff *skb, __u32 dir)
 {
 	struct trace_record tr = {};
 	bool trace = skb->mark == TRACE_MARK;
-	struct pkt4 p;
+	struct pkt4 p = {};
+	__u32 reason;
 
 	switch (parse_ipv4(skb, &p)) {
 	case PARSE_OK:
+		reason = dir == METRICS_DIR_INGRESS ? lb4_from_client(skb, &p, &tr, trace)
+						    : lb4_to_client(skb, &p, &tr, trace);
 		break;
 	case PARSE_INVALID:
-		return verdict(skb, &p, REASON_DROP_INVALID, METRICS_DIR_INGRESS, &tr, trace);
+		reason = REASON_DROP_INVALID;
+		break;
 	default:
-		return verdict(skb, &p, REASON_PASS_UNSUPPORTED, METRICS_DIR_INGRESS, &tr, trace);
+		reason = REASON_PASS_UNSUPPORTED;
+		break;
 	}
-	return verdict(skb, &p, lb4_from_client(skb, &p, &tr, trace), METRICS_DIR_INGRESS, &tr, trace);
+	return verdict(skb, &p, reason, dir, &tr, trace);
+}
+
+SEC("tc")
+int from_pod(struct __sk_buff *skb)
+{
+	return pod_hook(skb, METRICS_DIR_INGRESS);
 }
 
 SEC("tc")
 int to_pod(struct __sk_buff *skb)
 {
-	struct trace_record tr = {};
-	bool trace = skb->mark == TRACE_MARK;
-	struct pkt4 p;
-
-	switch (parse_ipv4(skb, &p)) {
-	case PARSE_OK:
-		break;
-	case PARSE_INVALID:
-		return verdict(skb, &p, REASON_DROP_INVALID, METRICS_DIR_EGRESS, &tr, trace);
-	default:
-		return verdict(skb, &p, REASON_PASS_UNSUPPORTED, METRICS_DIR_EGRESS, &tr, trace);
-	}
-	return verdict(skb, &p, lb4_to_client(skb, &p, &tr, trace), METRICS_DIR_EGRESS, &tr, trace);
+	return pod_hook(skb, METRICS_DIR_EGRESS);
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
