@@ -24,12 +24,16 @@ public sealed partial class PodInterfaceAttacher
     private readonly IReadOnlyList<string> _globs;
     private readonly ILogger _logger;
     private readonly Dictionary<int, string> _attached = new();
+    private readonly uint _fromPodId;
+    private readonly uint _toPodId;
 
     public PodInterfaceAttacher(LoadedDatapath datapath, IEnumerable<string> globs, ILogger<PodInterfaceAttacher> logger)
     {
         _datapath = datapath;
         _globs = [.. globs];
         _logger = logger;
+        _fromPodId = datapath.FromPod.GetInfo().Id;
+        _toPodId = datapath.ToPod.GetInfo().Id;
     }
 
     public IReadOnlyDictionary<int, string> Attached => _attached;
@@ -60,22 +64,24 @@ public sealed partial class PodInterfaceAttacher
     }
 
     /// <summary>
-    /// One reconcile pass: attach to new matching interfaces, re-attach where another program
-    /// took our slot, forget interfaces that disappeared. Returns how many attachments were made.
-    /// Failures on one interface are logged and do not stop the others.
+    /// One reconcile pass: attach to new matching interfaces and forget interfaces that
+    /// disappeared. With <paramref name="verifyAll"/>, interfaces already handled are checked
+    /// again too (re-attaching where another program took our slot); otherwise only new ones cost
+    /// netlink queries. Returns how many attachments were made. Failures on one interface are
+    /// logged and do not stop the others.
     /// </summary>
-    public int Reconcile()
+    public int Reconcile(bool verifyAll = true)
     {
         int made = 0;
         var present = ListInterfaces().Where(i => Matches(i.Name)).ToList();
-        var fromPodId = _datapath.FromPod.GetInfo().Id;
-        var toPodId = _datapath.ToPod.GetInfo().Id;
         foreach (var itf in present)
         {
+            if (!verifyAll && _attached.TryGetValue(itf.IfIndex, out var known) && known == itf.Name)
+                continue;
             try
             {
-                bool ingressOk = TcHook.Query(itf.IfIndex, TcAttachPoint.Ingress, TcHandle, TcPriority)?.ProgramId == fromPodId;
-                bool egressOk = TcHook.Query(itf.IfIndex, TcAttachPoint.Egress, TcHandle, TcPriority)?.ProgramId == toPodId;
+                bool ingressOk = TcHook.Query(itf.IfIndex, TcAttachPoint.Ingress, TcHandle, TcPriority)?.ProgramId == _fromPodId;
+                bool egressOk = TcHook.Query(itf.IfIndex, TcAttachPoint.Egress, TcHandle, TcPriority)?.ProgramId == _toPodId;
                 if (ingressOk && egressOk)
                 {
                     _attached[itf.IfIndex] = itf.Name;

@@ -220,11 +220,17 @@ public sealed partial class ProxyService : BackgroundService
         // state: a program that saw maps still empty would pass service traffic untranslated.
         await _firstSync.Task.WaitAsync(ct).ConfigureAwait(false);
         using var timer = new PeriodicTimer(_datapathOptions.InterfaceScanInterval, _time);
+        var lastFullCheck = DateTimeOffset.MinValue;
         do
         {
             try
             {
-                attacher.Reconcile();
+                // New interfaces every scan; every interface (a foreign filter may have replaced ours) every 30 s.
+                var now = _time.GetUtcNow();
+                bool full = now - lastFullCheck >= TimeSpan.FromSeconds(30);
+                attacher.Reconcile(verifyAll: full);
+                if (full)
+                    lastFullCheck = now;
             }
             catch (Exception ex) when (ex is not OperationCanceledException)
             {
