@@ -56,12 +56,32 @@ static __always_inline bool ct_entry_live(const struct ct_entry *e, const struct
 	return true;
 }
 
-static __always_inline void ct_entry_touch(struct ct_entry *e, const struct pkt4 *p, __u64 now)
+/*
+ * Refreshes an entry. Returns true when last_seen was advanced (at most once per
+ * CT_REFRESH_INTERVAL): the caller then refreshes the connection's other entry
+ * too, so a flow whose packets go one way only (a UDP stream from a backend)
+ * keeps both entries alive.
+ */
+static __always_inline bool ct_entry_touch(struct ct_entry *e, const struct pkt4 *p, __u64 now)
 {
-	if (now - e->last_seen_ns > CT_REFRESH_INTERVAL)
+	bool refreshed = false;
+
+	if (now - e->last_seen_ns > CT_REFRESH_INTERVAL) {
 		e->last_seen_ns = now;
+		refreshed = true;
+	}
 	if ((p->tcp_flags & (TCP_FLAG_FIN | TCP_FLAG_RST)) && !(e->flags & CT_F_CLOSING))
 		e->flags |= CT_F_CLOSING;
+	return refreshed;
+}
+
+/* Advances the twin entry's last_seen, if it exists. */
+static __always_inline void ct_touch_twin(const struct ct4_key *key, __u64 now)
+{
+	struct ct_entry *twin = bpf_map_lookup_elem(&ct4, key);
+
+	if (twin && now > twin->last_seen_ns)
+		twin->last_seen_ns = now;
 }
 
 #endif

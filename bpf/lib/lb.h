@@ -149,8 +149,18 @@ static __always_inline __u32 lb4_from_client(struct __sk_buff *skb, const struct
 			tr->flags |= TRACE_F_CT_HIT;
 			tr->backend_id = ct->backend_id;
 			tr->rev_nat_id = ct->rev_nat_id;
-			if (!trace)
-				ct_entry_touch(ct, p, now);
+			if (!trace && ct_entry_touch(ct, p, now)) {
+				struct ct4_key reply_key = {
+					.saddr_be = be->address_be,
+					.daddr_be = p->saddr,
+					.sport_be = be->port_be,
+					.dport_be = p->sport,
+					.proto = p->proto,
+					.dir = CT_DIR_REPLY,
+				};
+
+				ct_touch_twin(&reply_key, now);
+			}
 			ret = nat4_rewrite(skb, p, true, be->address_be, be->port_be);
 			if (ret < 0)
 				return ret == -EOPNOTSUPP_SCTP ? REASON_DROP_SCTP_PORT : REASON_DROP_NAT;
@@ -244,8 +254,18 @@ static __always_inline __u32 lb4_to_client(struct __sk_buff *skb, const struct p
 		return REASON_PASS_NOT_SERVICE;
 	tr->flags |= TRACE_F_CT_HIT;
 	tr->rev_nat_id = ct->rev_nat_id;
-	if (!trace)
-		ct_entry_touch(ct, p, now);
+	if (!trace && ct_entry_touch(ct, p, now)) {
+		struct ct4_key service_key = {
+			.saddr_be = p->daddr,
+			.daddr_be = rn->address_be,
+			.sport_be = p->dport,
+			.dport_be = rn->port_be,
+			.proto = p->proto,
+			.dir = CT_DIR_SERVICE,
+		};
+
+		ct_touch_twin(&service_key, now);
+	}
 	if (nat4_rewrite(skb, p, false, rn->address_be, rn->port_be) < 0)
 		return REASON_DROP_NAT;
 	return REASON_FWD_REVNAT;

@@ -339,6 +339,33 @@ public class PodProgramTests
             Assert.Equal(next, Chosen(dp, ClientN(1), port));
     }
 
+    [PrivilegedFact]
+    public void TrafficInOneDirectionKeepsBothConntrackEntriesAlive()
+    {
+        using var dp = new PodDatapath();
+        dp.Apply(PodDatapath.EchoService(Three));
+        var first = PacketBuilder.Udp(PodDatapath.Client, 6000, PodDatapath.Vip, 80, "subscribe"u8);
+        var backend = Packet.Parse(dp.FromPod(first).Packet).Destination!;
+
+        foreach (var replyOnly in new[] { true, false })
+        {
+            // Age both entries to 50 s (the UDP lifetime is 60 s).
+            var aged = KernelNow() - 50_000_000_000UL;
+            foreach (var (k, v) in dp.Maps.Ct4.Entries().ToList())
+                dp.Maps.Ct4.Update(k, v with { LastSeenNs = aged });
+
+            var start = KernelNow();
+            if (replyOnly)
+                dp.ToPod(PacketBuilder.Udp(backend, 8080, PodDatapath.Client, 6000, "event"u8));
+            else
+                dp.FromPod(PacketBuilder.Udp(PodDatapath.Client, 6000, PodDatapath.Vip, 80, "ping"u8));
+
+            var entries = dp.Maps.Ct4.Entries().ToList();
+            Assert.Equal(2, entries.Count);
+            Assert.All(entries, e => Assert.True(e.Value.LastSeenNs >= start, $"{e.Key.Dir} entry not refreshed by {(replyOnly ? "replies" : "requests")} alone"));
+        }
+    }
+
     /// <summary>CLOCK_MONOTONIC in nanoseconds: what bpf_ktime_get_ns() returns.</summary>
     private static ulong KernelNow() => (ulong)(System.Diagnostics.Stopwatch.GetTimestamp() * (1_000_000_000.0 / System.Diagnostics.Stopwatch.Frequency));
 
