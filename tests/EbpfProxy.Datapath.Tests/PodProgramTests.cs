@@ -366,6 +366,36 @@ public class PodProgramTests
         }
     }
 
+    [PrivilegedFact]
+    public void ARestartWithAnotherMapSizeKeepsThePinnedMapsAndTheirContent()
+    {
+        using var dp = new PodDatapath();
+        dp.Apply(PodDatapath.EchoService(Three));
+        var backend = Packet.Parse(dp.FromPod(PacketBuilder.Tcp(PodDatapath.Client, 7000, PodDatapath.Vip, 80)).Packet).Destination!;
+
+        // A second load into the same pins asks for other sizes, as an upgraded daemon with new flags would.
+        var options = new DatapathOptions
+        {
+            BpfFsRoot = dp.Options.BpfFsRoot,
+            ObjectDirectory = dp.Options.ObjectDirectory,
+            ConntrackMax = dp.Options.ConntrackMax * 2,
+            ServicesMax = dp.Options.ServicesMax * 2,
+            BackendsMax = dp.Options.BackendsMax,
+            RevNatMax = dp.Options.RevNatMax,
+        };
+        using var second = Loading.DatapathLoader.Load(options, Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance);
+        Assert.Equal(dp.Options.ConntrackMax, second.Maps.Ct4.Map.MaxEntries);
+        var output = Run(second.FromPod, PacketBuilder.Tcp(PodDatapath.Client, 7000, PodDatapath.Vip, 80, TcpFlags.Ack, seq: 2));
+        Assert.Equal(backend, Packet.Parse(output).Destination); // the established flow survived
+    }
+
+    private static byte[] Run(LibBpf.Net.BpfProgram program, byte[] packet)
+    {
+        var output = new byte[packet.Length + 256];
+        var result = program.TestRun(packet, output);
+        return output[..result.DataSizeOut];
+    }
+
     /// <summary>CLOCK_MONOTONIC in nanoseconds: what bpf_ktime_get_ns() returns.</summary>
     private static ulong KernelNow() => (ulong)(System.Diagnostics.Stopwatch.GetTimestamp() * (1_000_000_000.0 / System.Diagnostics.Stopwatch.Frequency));
 

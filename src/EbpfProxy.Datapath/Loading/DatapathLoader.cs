@@ -56,11 +56,17 @@ public static partial class DatapathLoader
         var obj = BpfObject.Open(path, new BpfObjectOpenOptions { PinRootPath = options.PinPath });
         try
         {
-            obj.GetMap(LbMaps.Services).SetMaxEntries(options.ServicesMax);
-            obj.GetMap(LbMaps.Backends).SetMaxEntries(options.BackendsMax);
-            obj.GetMap(LbMaps.ReverseNat).SetMaxEntries(options.RevNatMax);
-            obj.GetMap(LbMaps.NamesMap).SetMaxEntries(options.RevNatMax);
-            obj.GetMap(LbMaps.Conntrack).SetMaxEntries(options.ConntrackMax);
+            foreach (var (name, size) in new[]
+            {
+                (LbMaps.Services, options.ServicesMax),
+                (LbMaps.Backends, options.BackendsMax),
+                (LbMaps.ReverseNat, options.RevNatMax),
+                (LbMaps.NamesMap, options.RevNatMax),
+                (LbMaps.Conntrack, options.ConntrackMax),
+            })
+            {
+                obj.GetMap(name).SetMaxEntries(AdoptPinnedSize(options.PinPath, name, size, logger));
+            }
             obj.Load();
             LogLoaded(logger, path, options.PinPath);
             var loaded = new LoadedDatapath(obj);
@@ -91,6 +97,25 @@ public static partial class DatapathLoader
             prog.Pin(path);
         }
     }
+
+    /// <summary>
+    /// A map already pinned with another size is kept at its size: libbpf would refuse to reuse
+    /// it, and replacing it would lose its content (conntrack: every established connection). A
+    /// new size takes effect after `ebpf-proxy cleanup` (or a reboot) empties the pin folder.
+    /// </summary>
+    private static uint AdoptPinnedSize(string pinPath, string name, uint wanted, ILogger logger)
+    {
+        var path = Path.Combine(pinPath, name);
+        if (!File.Exists(path))
+            return wanted;
+        using var pinned = BpfMap.OpenPinned(path);
+        if (pinned.MaxEntries != wanted)
+            LogKeptPinnedSize(logger, name, pinned.MaxEntries, wanted);
+        return pinned.MaxEntries;
+    }
+
+    [LoggerMessage(EventId = 302, Level = LogLevel.Warning, Message = "Map {Map} is pinned with {Pinned} entries; keeping that size instead of {Wanted} so its content survives (run `ebpf-proxy cleanup` with the daemon stopped to apply the new size)")]
+    private static partial void LogKeptPinnedSize(ILogger logger, string map, uint pinned, uint wanted);
 
     /// <summary>Writes the node-wide settings the programs read (idempotent).</summary>
     public static void WriteConfig(LbMaps maps, DatapathOptions options)
