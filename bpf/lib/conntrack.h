@@ -20,21 +20,28 @@
 /* last_seen is refreshed at most this often, to keep the cache line clean. */
 #define CT_REFRESH_INTERVAL NSEC_PER_SEC
 
-static __always_inline void ct4_key_service(struct ct4_key *k, const struct pkt4 *p)
+static __always_inline void ct4_key_make(struct ct4_key *k, __be32 saddr, __be32 daddr, __be16 sport, __be16 dport,
+					 __u8 proto, __u8 dir)
 {
-	k->saddr_be = p->saddr;
-	k->daddr_be = p->daddr;
-	k->sport_be = p->sport;
-	k->dport_be = p->dport;
-	k->proto = p->proto;
-	k->dir = CT_DIR_SERVICE;
+	k->saddr_be = saddr;
+	k->daddr_be = daddr;
+	k->sport_be = sport;
+	k->dport_be = dport;
+	k->proto = proto;
+	k->dir = dir;
 	k->pad = 0;
 }
 
-static __always_inline void ct4_key_reply(struct ct4_key *k, const struct pkt4 *p)
+/* The entry a packet's own tuple names, in the given direction. */
+static __always_inline void ct4_key_of(struct ct4_key *k, const struct pkt4 *p, __u8 dir)
 {
-	ct4_key_service(k, p);
-	k->dir = CT_DIR_REPLY;
+	ct4_key_make(k, p->saddr, p->daddr, p->sport, p->dport, p->proto, dir);
+}
+
+/* The reply entry of a client's connection to a backend: backend -> client. */
+static __always_inline void ct4_key_reply_of(struct ct4_key *k, const struct pkt4 *p, __be32 backend, __be16 backend_port)
+{
+	ct4_key_make(k, backend, p->saddr, backend_port, p->sport, p->proto, CT_DIR_REPLY);
 }
 
 static __always_inline __u64 ct_lifetime(const struct ct_entry *e, __u8 proto)

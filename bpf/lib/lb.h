@@ -124,6 +124,17 @@ static __always_inline __u32 lb4_no_frontend(const struct pkt4 *p, struct trace_
 	return cidr ? REASON_DROP_UNALLOCATED_VIP : REASON_PASS_NOT_SERVICE;
 }
 
+/* DNAT to a backend; returns ok_reason, or the drop reason when the rewrite fails. */
+static __always_inline __u32 lb4_dnat(struct __sk_buff *skb, const struct pkt4 *p, const struct lb4_backend *be,
+				      __u32 ok_reason)
+{
+	int ret = nat4_rewrite(skb, p, true, be->address_be, be->port_be);
+
+	if (ret < 0)
+		return ret == -EOPNOTSUPP_SCTP ? REASON_DROP_SCTP_PORT : REASON_DROP_NAT;
+	return ok_reason;
+}
+
 /*
  * Client -> frontend. Returns a reason: REASON_FWD_* when the packet was
  * translated, REASON_PASS_* when it is not ours, REASON_DROP_* to drop.
@@ -139,9 +150,8 @@ static __always_inline __u32 lb4_from_client(struct __sk_buff *skb, const struct
 	__u32 backend_id;
 	__u32 reason = REASON_FWD_SERVICE_NEW;
 	__u8 scope = LB_SCOPE_EXTERNAL;
-	int ret;
 
-	ct4_key_service(&ct_key, p);
+	ct4_key_of(&ct_key, p, CT_DIR_SERVICE);
 	ct = bpf_map_lookup_elem(&ct4, &ct_key);
 	if (ct && ct_entry_live(ct, p, now)) {
 		be = bpf_map_lookup_elem(&lb4_backends, &ct->backend_id);
@@ -150,21 +160,12 @@ static __always_inline __u32 lb4_from_client(struct __sk_buff *skb, const struct
 			tr->backend_id = ct->backend_id;
 			tr->rev_nat_id = ct->rev_nat_id;
 			if (!trace && ct_entry_touch(ct, p, now)) {
-				struct ct4_key reply_key = {
-					.saddr_be = be->address_be,
-					.daddr_be = p->saddr,
-					.sport_be = be->port_be,
-					.dport_be = p->sport,
-					.proto = p->proto,
-					.dir = CT_DIR_REPLY,
-				};
+				struct ct4_key reply_key;
 
+				ct4_key_reply_of(&reply_key, p, be->address_be, be->port_be);
 				ct_touch_twin(&reply_key, now);
 			}
-			ret = nat4_rewrite(skb, p, true, be->address_be, be->port_be);
-			if (ret < 0)
-				return ret == -EOPNOTSUPP_SCTP ? REASON_DROP_SCTP_PORT : REASON_DROP_NAT;
-			return REASON_FWD_SERVICE_ESTABLISHED;
+			return lb4_dnat(skb, p, be, REASON_FWD_SERVICE_ESTABLISHED);
 		}
 		/* Its backend was removed: choose again below. */
 		reason = REASON_FWD_SERVICE_RESELECTED;
@@ -212,14 +213,9 @@ static __always_inline __u32 lb4_from_client(struct __sk_buff *skb, const struct
 			.backend_id = backend_id,
 			.rev_nat_id = svc->rev_nat_id,
 		};
-		struct ct4_key reply_key = {
-			.saddr_be = be->address_be,
-			.daddr_be = p->saddr,
-			.sport_be = be->port_be,
-			.dport_be = p->sport,
-			.proto = p->proto,
-			.dir = CT_DIR_REPLY,
-		};
+		struct ct4_key reply_key;
+
+		ct4_key_reply_of(&reply_key, p, be->address_be, be->port_be);
 
 		/* Reply entry first: once the service entry exists, replies must
 		 * find theirs. */
@@ -230,10 +226,7 @@ static __always_inline __u32 lb4_from_client(struct __sk_buff *skb, const struct
 	}
 
 translate:
-	ret = nat4_rewrite(skb, p, true, be->address_be, be->port_be);
-	if (ret < 0)
-		return ret == -EOPNOTSUPP_SCTP ? REASON_DROP_SCTP_PORT : REASON_DROP_NAT;
-	return reason;
+	return lb4_dnat(skb, p, be, reason);
 }
 
 /* Backend -> client: rewrite the reply's source back to the frontend. */
@@ -245,7 +238,7 @@ static __always_inline __u32 lb4_to_client(struct __sk_buff *skb, const struct p
 	struct lb4_reverse_nat *rn;
 	__u64 now = bpf_ktime_get_ns();
 
-	ct4_key_reply(&ct_key, p);
+	ct4_key_of(&ct_key, p, CT_DIR_REPLY);
 	ct = bpf_map_lookup_elem(&ct4, &ct_key);
 	if (!ct || now - ct->last_seen_ns > ct_lifetime(ct, p->proto))
 		return REASON_PASS_NOT_SERVICE;
@@ -255,15 +248,10 @@ static __always_inline __u32 lb4_to_client(struct __sk_buff *skb, const struct p
 	tr->flags |= TRACE_F_CT_HIT;
 	tr->rev_nat_id = ct->rev_nat_id;
 	if (!trace && ct_entry_touch(ct, p, now)) {
-		struct ct4_key service_key = {
-			.saddr_be = p->daddr,
-			.daddr_be = rn->address_be,
-			.sport_be = p->dport,
-			.dport_be = rn->port_be,
-			.proto = p->proto,
-			.dir = CT_DIR_SERVICE,
-		};
+		struct ct4_key service_key;
 
+		/* The client's entry: client -> frontend. */
+		ct4_key_make(&service_key, p->daddr, rn->address_be, p->dport, rn->port_be, p->proto, CT_DIR_SERVICE);
 		ct_touch_twin(&service_key, now);
 	}
 	if (nat4_rewrite(skb, p, false, rn->address_be, rn->port_be) < 0)
