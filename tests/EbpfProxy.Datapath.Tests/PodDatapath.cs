@@ -77,7 +77,8 @@ public sealed class PodDatapath : IDisposable
 
     public (uint Verdict, byte[] Packet) ToPod(byte[] packet) => Run(Loaded.ToPod, packet);
 
-    private static (uint, byte[]) Run(LibBpf.Net.BpfProgram program, byte[] packet)
+    /// <summary>Runs a program on a packet: (tc verdict, output packet).</summary>
+    public static (uint Verdict, byte[] Packet) Run(LibBpf.Net.BpfProgram program, byte[] packet)
     {
         var output = new byte[packet.Length + 256];
         var result = program.TestRun(packet, output);

@@ -385,15 +385,8 @@ public class PodProgramTests
         };
         using var second = Loading.DatapathLoader.Load(options, Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance);
         Assert.Equal(dp.Options.ConntrackMax, second.Maps.Ct4.Map.MaxEntries);
-        var output = Run(second.FromPod, PacketBuilder.Tcp(PodDatapath.Client, 7000, PodDatapath.Vip, 80, TcpFlags.Ack, seq: 2));
+        var (_, output) = PodDatapath.Run(second.FromPod, PacketBuilder.Tcp(PodDatapath.Client, 7000, PodDatapath.Vip, 80, TcpFlags.Ack, seq: 2));
         Assert.Equal(backend, Packet.Parse(output).Destination); // the established flow survived
-    }
-
-    private static byte[] Run(LibBpf.Net.BpfProgram program, byte[] packet)
-    {
-        var output = new byte[packet.Length + 256];
-        var result = program.TestRun(packet, output);
-        return output[..result.DataSizeOut];
     }
 
     /// <summary>CLOCK_MONOTONIC in nanoseconds: what bpf_ktime_get_ns() returns.</summary>

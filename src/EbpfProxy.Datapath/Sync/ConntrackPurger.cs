@@ -1,5 +1,6 @@
 using System.Net;
 using EbpfProxy.Datapath.Maps;
+using LibBpf.Net;
 using Microsoft.Extensions.Logging;
 
 namespace EbpfProxy.Datapath.Sync;
@@ -59,26 +60,14 @@ public sealed partial class ConntrackPurger
             services.Add((r.RevNatId, r.BackendId));
             replies.Add((r.RevNatId, r.Address, r.Port));
         }
-        return Purge(e => e.Key.Dir switch
-        {
-            CtDirection.Service => services.Contains((e.Value.RevNatId, e.Value.BackendId)),
-            CtDirection.Reply => replies.Contains((e.Value.RevNatId, e.Key.SaddrBe.ToAddress(), e.Key.SportBe.ToHost())),
-            _ => false,
-        }) + PurgePins(pin => services.Contains((pin.Key.RevNatId, pin.Value.BackendId)));
-    }
-
-    /// <summary>Forgets session-affinity pins that name a backend no longer of their service.</summary>
-    private int PurgePins(Func<KeyValuePair<Lb4AffinityKey, LbAffinityValue>, bool> stale)
-    {
-        var doomed = new List<Lb4AffinityKey>();
-        foreach (var e in _maps.Affinity.Entries())
-            if (stale(e))
-                doomed.Add(e.Key);
-        int purged = 0;
-        foreach (var key in doomed)
-            if (_maps.Affinity.Delete(key))
-                purged++;
-        return purged;
+        return Purge(
+            e => e.Key.Dir switch
+            {
+                CtDirection.Service => services.Contains((e.Value.RevNatId, e.Value.BackendId)),
+                CtDirection.Reply => replies.Contains((e.Value.RevNatId, e.Key.SaddrBe.ToAddress(), e.Key.SportBe.ToHost())),
+                _ => false,
+            },
+            pin => services.Contains((pin.Key.RevNatId, pin.Value.BackendId)));
     }
 
     /// <summary>
@@ -86,28 +75,40 @@ public sealed partial class ConntrackPurger
     /// (after a full sync: catches removals that happened while the daemon was not running).
     /// </summary>
     public int PurgeAllExcept(HashSet<(ushort RevNatId, uint BackendId)> valid, HashSet<(ushort RevNatId, IPAddress Address, ushort Port)> validReplies) =>
-        Purge(e => e.Key.Dir switch
-        {
-            CtDirection.Service => !valid.Contains((e.Value.RevNatId, e.Value.BackendId)),
-            CtDirection.Reply => !validReplies.Contains((e.Value.RevNatId, e.Key.SaddrBe.ToAddress(), e.Key.SportBe.ToHost())),
-            _ => false,
-        }) + PurgePins(pin => !valid.Contains((pin.Key.RevNatId, pin.Value.BackendId)));
+        Purge(
+            e => e.Key.Dir switch
+            {
+                CtDirection.Service => !valid.Contains((e.Value.RevNatId, e.Value.BackendId)),
+                CtDirection.Reply => !validReplies.Contains((e.Value.RevNatId, e.Key.SaddrBe.ToAddress(), e.Key.SportBe.ToHost())),
+                _ => false,
+            },
+            pin => !valid.Contains((pin.Key.RevNatId, pin.Value.BackendId)));
 
-    private int Purge(Func<KeyValuePair<Ct4Key, CtEntry>, bool> stale)
+    /// <summary>Deletes the stale conntrack entries and session-affinity pins; returns how many went.</summary>
+    private int Purge(Func<KeyValuePair<Ct4Key, CtEntry>, bool> staleFlow, Func<KeyValuePair<Lb4AffinityKey, LbAffinityValue>, bool> stalePin)
     {
-        var doomed = new List<Ct4Key>();
-        foreach (var e in _maps.Ct4.Entries())
-            if (stale(e))
-                doomed.Add(e.Key);
-        int purged = 0;
-        foreach (var key in doomed)
-            if (_maps.Ct4.Delete(key))
-                purged++;
+        int purged = DeleteWhere(_maps.Ct4, staleFlow) + DeleteWhere(_maps.Affinity, stalePin);
         if (purged > 0)
             LogPurged(_logger, purged);
         return purged;
     }
 
-    [LoggerMessage(EventId = 201, Level = LogLevel.Information, Message = "Removed {Count} conntrack entries of removed backends")]
+    /// <summary>One scan, then the deletes (deleting while walking a hash map can restart the walk).</summary>
+    private static int DeleteWhere<TKey, TValue>(BpfMap<TKey, TValue> map, Func<KeyValuePair<TKey, TValue>, bool> stale)
+        where TKey : unmanaged
+        where TValue : unmanaged
+    {
+        var doomed = new List<TKey>();
+        foreach (var e in map.Entries())
+            if (stale(e))
+                doomed.Add(e.Key);
+        int deleted = 0;
+        foreach (var key in doomed)
+            if (map.Delete(key))
+                deleted++;
+        return deleted;
+    }
+
+    [LoggerMessage(EventId = 201, Level = LogLevel.Information, Message = "Removed {Count} conntrack entries and affinity pins of removed backends")]
     private static partial void LogPurged(ILogger logger, int count);
 }
