@@ -144,6 +144,14 @@ public class LbPlannerTests
         Assert.Equal(s.Backends.Single(kv => kv.Value.Address == B(2).Address).Key, s.Frontends[Vip].Slots[2]);
     }
 
+    /// <summary>Frontends added, removed or changed (by instance) between two states.</summary>
+    private static List<FrontendKey> ChangedSince(DesiredLbState current, DesiredLbState previous)
+    {
+        var changed = current.Frontends.Where(kv => !previous.Frontends.TryGetValue(kv.Key, out var old) || !ReferenceEquals(old, kv.Value)).Select(kv => kv.Key).ToList();
+        changed.AddRange(previous.Frontends.Keys.Where(k => !current.Frontends.ContainsKey(k)));
+        return changed;
+    }
+
     [Fact]
     public void IncrementalPlansMatchFullPlans()
     {
@@ -166,7 +174,7 @@ public class LbPlannerTests
             }
             var desired = new DesiredLbState(next);
             full = ApplyChecked(full, desired);
-            incremental = ApplyChecked(incremental, desired, desired.ChangedSince(previous));
+            incremental = ApplyChecked(incremental, desired, ChangedSince(desired, previous));
             Assert.Equal(LbStateFormatter.ToText(full), LbStateFormatter.ToText(incremental));
             Assert.Empty(LbPlanner.Plan(incremental, desired).Ops);
             previous = desired;

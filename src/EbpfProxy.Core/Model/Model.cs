@@ -97,26 +97,12 @@ public sealed record FrontendState(
 
 /// <summary>Everything the load-balancer maps must hold: the result of translating a cluster snapshot.</summary>
 /// <remarks>
-/// A translator reuses the FrontendState instances of services that did not change, so two
-/// states can be diffed by reference (<see cref="ChangedSince"/>) in time linear in the number of
-/// frontends and without comparing backend lists.
+/// A translator reuses the FrontendState instances of services that did not change and reports
+/// which frontends changed, so the planner can work on those alone.
 /// </remarks>
 public sealed record DesiredLbState(IReadOnlyDictionary<FrontendKey, FrontendState> Frontends)
 {
     public static DesiredLbState Empty { get; } = new(new Dictionary<FrontendKey, FrontendState>());
-
-    /// <summary>Frontends added, removed or changed since <paramref name="previous"/>.</summary>
-    public List<FrontendKey> ChangedSince(DesiredLbState previous)
-    {
-        var changed = new List<FrontendKey>();
-        foreach (var (key, fe) in Frontends)
-            if (!previous.Frontends.TryGetValue(key, out var old) || !ReferenceEquals(old, fe) && old != fe)
-                changed.Add(key);
-        foreach (var key in previous.Frontends.Keys)
-            if (!Frontends.ContainsKey(key))
-                changed.Add(key);
-        return changed;
-    }
 }
 
 /// <summary>A problem with one object: it is skipped, everything else is programmed.</summary>

@@ -18,7 +18,6 @@ public sealed class LbMaps : IDisposable
     public const string AffinityMap = "lb4_affinity";
     public const string TraceMap = "trace_out";
 
-    public static readonly string[] All = [Services, Backends, ReverseNat, NamesMap, Conntrack, MetricsMap, ConfigMap, AffinityMap, TraceMap];
 
     private readonly IReadOnlyList<IDisposable> _owned;
 
