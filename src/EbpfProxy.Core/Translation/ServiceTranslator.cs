@@ -100,6 +100,10 @@ public sealed class ServiceTranslator
     private readonly Dictionary<FrontendKey, SortedSet<string>> _claims = new();
     private readonly Dictionary<FrontendKey, FrontendState> _frontends = new();
     private readonly Dictionary<string, HealthCheckTarget> _healthChecks = new(StringComparer.Ordinal);
+    // Services with translation errors and frontends claimed by more than one service: kept as
+    // they change so a sync reports errors without scanning every service.
+    private readonly SortedSet<string> _erroredServices = new(StringComparer.Ordinal);
+    private readonly HashSet<FrontendKey> _contested = new();
 
     public ServiceTranslator(NodeContext node) => _node = node;
 
@@ -136,13 +140,11 @@ public sealed class ServiceTranslator
         }
 
         var errors = ImmutableArray.CreateBuilder<TranslationError>();
-        foreach (var entry in _cache.Values)
-            errors.AddRange(entry.Errors);
-        foreach (var (fk, owners) in _claims)
+        foreach (var key in _erroredServices)
+            errors.AddRange(_cache[key].Errors);
+        foreach (var fk in _contested.OrderBy(k => AddressOrder.Key(k.Frontend.Address)).ThenBy(k => k.Frontend.Port).ThenBy(k => k.Frontend.Protocol).ThenBy(k => k.Scope))
         {
-            if (owners.Count < 2)
-                continue;
-            foreach (var loser in owners.Skip(1))
+            foreach (var loser in _claims[fk].Skip(1))
                 errors.Add(new TranslationError("Service", loser, $"frontend {fk} is already claimed by {_frontends[fk].Service}; port skipped"));
         }
         return new TranslationResult(new DesiredLbState(_frontends), errors.ToImmutable())
@@ -159,6 +161,7 @@ public sealed class ServiceTranslator
         if (service is null)
         {
             _healthChecks.Remove(key);
+            _erroredServices.Remove(key);
             if (old is null)
                 return;
             _cache.Remove(key);
@@ -184,6 +187,10 @@ public sealed class ServiceTranslator
             if (old is null || Array.IndexOf(old.Slices, slice) < 0)
                 newSlices.Add(slice);
         _cache[key] = new CacheEntry(service, slices, fes, errs);
+        if (errs.Count > 0)
+            _erroredServices.Add(key);
+        else
+            _erroredServices.Remove(key);
         if (HealthCheck(service, slices, _node) is { } check)
             _healthChecks[key] = check;
         else
@@ -202,6 +209,8 @@ public sealed class ServiceTranslator
         if (!_claims.TryGetValue(fe.Key, out var owners))
             _claims[fe.Key] = owners = new SortedSet<string>(StringComparer.Ordinal);
         owners.Add(owner);
+        if (owners.Count > 1)
+            _contested.Add(fe.Key);
         if (owners.Min == owner && (!_frontends.TryGetValue(fe.Key, out var cur) || !ReferenceEquals(cur, fe)))
         {
             _frontends[fe.Key] = fe;
@@ -214,6 +223,8 @@ public sealed class ServiceTranslator
         if (!_claims.TryGetValue(fk, out var owners) || !owners.Remove(owner))
             return;
         changed.Add(fk);
+        if (owners.Count < 2)
+            _contested.Remove(fk);
         if (owners.Count == 0)
         {
             _claims.Remove(fk);
