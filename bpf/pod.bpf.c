@@ -1,20 +1,31 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
- * Pod attach role: both programs attach to the host-side end of a pod's veth
- * pair, through a clsact qdisc.
+ * The datapath object (the file keeps its first name, pod.bpf.c). Every
+ * program attaches through a clsact qdisc.
  *
- *   from_pod: tc ingress on the host-side veth = packets the pod sends.
- *             Service DNAT (conntrack first, then frontend lookup).
- *   to_pod:   tc egress on the host-side veth = packets delivered to the pod.
- *             Reverse NAT of replies from backends.
+ * Pod role, on the host-side end of a pod's veth pair:
+ *   from_pod:    tc ingress = packets the pod sends. Service DNAT (conntrack
+ *                first, then frontend lookup), masquerade where kube-proxy
+ *                would, and replies of masqueraded flows to the node.
+ *   to_pod:      tc egress = packets delivered to the pod. Reverse NAT of
+ *                replies from backends.
+ * Netdev role, on the node's network devices (traffic from other nodes and
+ * from outside the cluster):
+ *   from_netdev: tc ingress. NodePort / ExternalIP / LB / ClusterIP frontends
+ *                for outside clients (eTP Local node-local set, source
+ *                ranges), and replies of masqueraded flows.
+ *   to_netdev:   tc egress. Reverse NAT of replies that leave the node
+ *                without masquerade (eTP Local, client address preserved).
  *
- * Packets that are not ours continue untouched (TC_ACT_OK).
+ * Packets that are not ours continue untouched (TC_ACT_OK). Masqueraded
+ * packets are redirected to their egress device (fib.h).
  */
 #include "lib/common.h"
 #include "lib/maps.h"
 #include "lib/parse.h"
 #include "lib/lb.h"
 #include "lib/metrics.h"
+#include "lib/fib.h"
 
 static __always_inline void trace_publish(struct trace_record *tr, __u32 reason)
 {
@@ -29,9 +40,12 @@ static __always_inline void trace_publish(struct trace_record *tr, __u32 reason)
 }
 
 static __always_inline int verdict(struct __sk_buff *skb, const struct pkt4 *p, __u32 reason, __u32 dir,
-				   struct trace_record *tr, bool trace)
+				   struct trace_record *tr, bool trace, const struct lb_out *out)
 {
 	int ret = reason >= REASON_DROP_MIN ? TC_ACT_SHOT : TC_ACT_OK;
+
+	if (ret == TC_ACT_OK && out->redirect && !trace)
+		ret = fib_redirect4(skb, out->saddr, out->daddr);
 
 	if (reason == REASON_REJECT_NO_ENDPOINT || reason == REASON_REJECT_NO_PORT) {
 		ret = reject4(skb, p);
@@ -48,16 +62,17 @@ static __always_inline int verdict(struct __sk_buff *skb, const struct pkt4 *p, 
 }
 
 /* Parses, hands the packet to the direction's logic, and applies the verdict. */
-static __always_inline int pod_hook(struct __sk_buff *skb, __u32 dir)
+static __always_inline int hook(struct __sk_buff *skb, __u32 dir, enum lb_source source)
 {
 	struct trace_record tr = {};
+	struct lb_out out = {};
 	bool trace = skb->mark == TRACE_MARK;
 	struct pkt4 p = {};
 	__u32 reason;
 
 	switch (parse_ipv4(skb, &p)) {
 	case PARSE_OK:
-		reason = dir == METRICS_DIR_INGRESS ? lb4_from_client(skb, &p, &tr, trace)
+		reason = dir == METRICS_DIR_INGRESS ? lb4_from_client(skb, &p, &tr, trace, source, &out)
 						    : lb4_to_client(skb, &p, &tr, trace);
 		break;
 	case PARSE_INVALID:
@@ -67,19 +82,31 @@ static __always_inline int pod_hook(struct __sk_buff *skb, __u32 dir)
 		reason = REASON_PASS_UNSUPPORTED;
 		break;
 	}
-	return verdict(skb, &p, reason, dir, &tr, trace);
+	return verdict(skb, &p, reason, dir, &tr, trace, &out);
 }
 
 SEC("tc")
 int from_pod(struct __sk_buff *skb)
 {
-	return pod_hook(skb, METRICS_DIR_INGRESS);
+	return hook(skb, METRICS_DIR_INGRESS, LB_FROM_POD);
 }
 
 SEC("tc")
 int to_pod(struct __sk_buff *skb)
 {
-	return pod_hook(skb, METRICS_DIR_EGRESS);
+	return hook(skb, METRICS_DIR_EGRESS, LB_FROM_POD);
+}
+
+SEC("tc")
+int from_netdev(struct __sk_buff *skb)
+{
+	return hook(skb, METRICS_DIR_INGRESS, LB_FROM_NETDEV);
+}
+
+SEC("tc")
+int to_netdev(struct __sk_buff *skb)
+{
+	return hook(skb, METRICS_DIR_EGRESS, LB_FROM_NETDEV);
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -32,5 +32,11 @@
 #ifndef CT4_MAX
 #define CT4_MAX 524288
 #endif
+#ifndef SNAT4_MAX
+#define SNAT4_MAX 262144
+#endif
+#ifndef LB4_SRC_RANGE_MAX
+#define LB4_SRC_RANGE_MAX 65536
+#endif
 
 #endif

@@ -8,6 +8,8 @@
 /* Which kind of entry a tuple names. */
 #define CT_DIR_SERVICE 1 /* client -> VIP:port, as sent by the client */
 #define CT_DIR_REPLY 2 /* backend -> client, as the reply is sent */
+#define CT_DIR_SNAT_OUT 3 /* snat4: client -> VIP:port; holds the masquerade source */
+#define CT_DIR_SNAT_IN 4 /* snat4: backend -> node:nat_port; holds the client */
 
 struct ct4_key {
 	__be32 saddr_be;
@@ -22,6 +24,7 @@ struct ct4_key {
 /* Entry flags. */
 #define CT_F_SEEN_REPLY (1u << 0)
 #define CT_F_CLOSING (1u << 1) /* FIN or RST seen */
+#define CT_F_SNAT (1u << 2) /* masqueraded: the snat4 entries hold the source rewrite */
 
 struct ct_entry {
 	__u64 last_seen_ns; /* bpf_ktime_get_ns() of the last refresh */
@@ -30,6 +33,20 @@ struct ct_entry {
 	__u16 rev_nat_id; /* both directions: the service's rev-NAT id */
 	__u16 flags; /* CT_F_* */
 	__u64 packets;
+};
+
+/*
+ * Value of snat4, the masquerade table beside ct4 (both keyed by ct4_key).
+ * A masqueraded connection keeps its two ct4 entries keyed as if it were not
+ * masqueraded, plus two snat4 entries:
+ *   CT_DIR_SNAT_OUT client:port -> VIP:port      => addr:port = node:nat_port
+ *   CT_DIR_SNAT_IN  backend:port -> node:nat_port => addr:port = client:port
+ */
+struct snat4_entry {
+	__u64 created_ns;
+	__be32 addr_be;
+	__be16 port_be;
+	__u16 pad;
 };
 
 #endif

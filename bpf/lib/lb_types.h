@@ -82,6 +82,9 @@ struct lb4_reverse_nat {
 /* The set is empty only because the applicable traffic policy is Local:
  * DROP (the load balancer's health check steers traffic), not REJECT. */
 #define LB_SVC_F_DROP_NO_LOCAL (1u << 8)
+/* LoadBalancer ingress frontend with loadBalancerSourceRanges: a client must
+ * match an lb4_src_range entry of this frontend, or it is dropped. */
+#define LB_SVC_F_SOURCE_RANGES (1u << 9)
 
 /* Value of lb_config (array, one entry): node-wide settings written by the
  * daemon at start-up. */
@@ -90,6 +93,30 @@ struct lb_config {
 	__be32 service_mask_be;
 	__u32 flags; /* reserved */
 	__u32 pad;
+};
+
+/* Value of lb_nat_config (array, one entry): masquerade settings, written by
+ * the daemon at start-up. A separate map rather than new lb_config fields, so
+ * maps pinned by earlier versions keep their layout. */
+#define LB_NAT_F_MASQUERADE_ALL (1u << 0) /* --masquerade-all: pod sources too */
+struct lb_nat_config {
+	__be32 snat_addr_be; /* node address masqueraded flows leave with; 0 = none known, no masquerade */
+	__be32 cluster_cidr_be; /* --cluster-cidr network; mask 0 = not configured */
+	__be32 cluster_mask_be;
+	__u32 flags; /* LB_NAT_F_* */
+};
+
+/* Key of lb4_src_range (LPM trie): one frontend and a client prefix. prefixlen
+ * counts the bits compared from address_be on: always the 64 bits of the
+ * frontend, then the leading bits of the source. */
+#define LB_SRC_RANGE_FRONTEND_BITS 64
+struct lb4_src_range_key {
+	__u32 prefixlen;
+	__be32 address_be; /* frontend (LB ingress IP) */
+	__be16 port_be;
+	__u8 proto;
+	__u8 pad;
+	__be32 source_be; /* allowed client prefix */
 };
 
 /* Key of lb4_affinity: a client address pinned to a backend of one service

@@ -81,6 +81,34 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } lb_config SEC(".maps");
 
+/* Masquerade settings (node address, cluster CIDR), one entry. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, struct lb_nat_config);
+	__uint(max_entries, 1);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb_nat_config SEC(".maps");
+
+/* loadBalancerSourceRanges: (LB frontend, client prefix) -> present. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__type(key, struct lb4_src_range_key);
+	__type(value, __u32);
+	__uint(max_entries, LB4_SRC_RANGE_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb4_src_range SEC(".maps");
+
+/* Masqueraded connections: the source rewrite each way (see snat4_entry). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct ct4_key);
+	__type(value, struct snat4_entry);
+	__uint(max_entries, SNAT4_MAX);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} snat4 SEC(".maps");
+
 /* Service connections and their replies (LRU: the oldest flows make room). */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);

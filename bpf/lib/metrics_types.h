@@ -18,6 +18,7 @@ enum reason {
 	REASON_PASS_NOT_SERVICE = 4, /* not addressed to a frontend, untouched */
 	REASON_PASS_UNSUPPORTED = 5, /* not IPv4 TCP/UDP, or a later fragment */
 	REASON_FWD_SERVICE_RESELECTED = 6, /* tracked flow whose backend vanished */
+	REASON_FWD_SNAT_REVERSE = 7, /* reply of a masqueraded flow, both rewrites undone */
 
 	REASON_DROP_MIN = 128,
 	REASON_DROP_INVALID = 128, /* truncated or malformed headers */
@@ -31,6 +32,9 @@ enum reason {
 	REASON_DROP_REJECT_FAILED = 136, /* could not build the ICMP error */
 	REASON_DROP_NO_LOCAL_ENDPOINT = 137, /* traffic policy Local, endpoints only on other nodes */
 	REASON_DROP_SCTP_PORT = 138, /* SCTP needs its port changed: unsupported (CRC32c) */
+	/* 139, 140: NetworkPolicy (policy_types.h) */
+	REASON_DROP_SOURCE_RANGE = 141, /* LB ingress IP, client outside loadBalancerSourceRanges */
+	REASON_DROP_SNAT_PORT = 142, /* masquerade: no free node port for this flow */
 	REASON_MAX = 256,
 };
 

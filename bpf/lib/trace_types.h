@@ -17,6 +17,8 @@
 #define TRACE_F_CT_HIT (1u << 1) /* an established connection's entry decided */
 #define TRACE_F_AFFINITY (1u << 2) /* a session-affinity pin decided */
 #define TRACE_F_WILDCARD (1u << 3) /* the address is a ClusterIP, the port is not */
+#define TRACE_F_MASQUERADE (1u << 4) /* source rewritten to the node (lb_nat_config) */
+#define TRACE_F_SNAT_REPLY (1u << 5) /* reply of a masqueraded flow */
 
 struct trace_record {
 	__u32 reason; /* enum reason */

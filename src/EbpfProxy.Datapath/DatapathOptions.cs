@@ -17,6 +17,25 @@ public sealed class DatapathOptions
     /// <summary>Interface name globs that are pods' host-side veths ("from pod" / "to pod").</summary>
     public IList<string> PodInterfaces { get; set; } = ["veth*", "lxc*", "cali*"];
 
+    /// <summary>
+    /// Interface name globs of the node's network devices ("from netdev" / "to netdev": traffic of
+    /// other nodes and outside clients). Empty: every non-pod interface holding a global IPv4 address.
+    /// </summary>
+    public IList<string> NetdevInterfaces { get; set; } = [];
+
+    /// <summary>--cluster-cidr: the pods' addresses. ClusterIP traffic from outside it is masqueraded.</summary>
+    public System.Net.IPNetwork? ClusterCidr { get; set; }
+
+    /// <summary>--masquerade-all: masquerade ClusterIP traffic from pods too.</summary>
+    public bool MasqueradeAll { get; set; }
+
+    /// <summary>
+    /// The address masqueraded traffic leaves with. Null: the node's primary address (first
+    /// InternalIP of its Node object, else the first NodePort address, else the first global
+    /// address of a netdev).
+    /// </summary>
+    public System.Net.IPAddress? MasqueradeAddress { get; set; }
+
     /// <summary>How often the interface list is re-scanned for new pod interfaces.</summary>
     public TimeSpan InterfaceScanInterval { get; set; } = TimeSpan.FromSeconds(1);
 
@@ -43,6 +62,10 @@ public sealed class DatapathOptions
             throw new ArgumentException($"rev-NAT map size {RevNatMax} must be within 1..65536 (ids are 16-bit)");
         if (ServiceCidr is { } cidr && cidr.BaseAddress.AddressFamily != System.Net.Sockets.AddressFamily.InterNetwork)
             throw new ArgumentException($"--service-cidr {cidr}: only IPv4 is supported so far");
+        if (ClusterCidr is { } cc && cc.BaseAddress.AddressFamily != System.Net.Sockets.AddressFamily.InterNetwork)
+            throw new ArgumentException($"--cluster-cidr {cc}: only IPv4 is supported so far");
+        if (MasqueradeAddress is { } ma && ma.AddressFamily != System.Net.Sockets.AddressFamily.InterNetwork)
+            throw new ArgumentException($"--masquerade-address {ma}: only IPv4 is supported so far");
         if (ServicesMax == 0 || BackendsMax == 0 || ConntrackMax == 0)
             throw new ArgumentException("map sizes must be positive");
     }

@@ -42,6 +42,10 @@ public class TranslationGoldenTests
         var result = ServiceTranslator.Translate(store.Snapshot(), node);
         var plan = LbPlanner.Plan(new LbState(), result.State);
         var actual = LbStateFormatter.ToText(plan.ApplyTo(new LbState()))
+            + string.Concat(result.State.Frontends.Values
+                .Where(f => !f.SourceRanges.IsEmpty)
+                .OrderBy(f => f.Key.ToString(), StringComparer.Ordinal)
+                .Select(f => $"source-ranges {f.Key}: {string.Join(", ", f.SourceRanges)}\n"))
             + string.Concat(result.Errors.Concat(plan.Errors).Select(e => $"error: {e}\n"));
 
         var expectedFile = Path.Combine(dir, "expected.txt");

@@ -25,6 +25,9 @@ public class LayoutTests
         { "ct_entry", typeof(CtEntry) },
         { "metrics_value", typeof(MetricsValue) },
         { "lb_config", typeof(LbConfig) },
+        { "lb_nat_config", typeof(LbNatConfig) },
+        { "lb4_src_range_key", typeof(Lb4SrcRangeKey) },
+        { "snat4_entry", typeof(Snat4Entry) },
         { "lb4_affinity_key", typeof(Lb4AffinityKey) },
         { "lb_affinity_value", typeof(LbAffinityValue) },
     };

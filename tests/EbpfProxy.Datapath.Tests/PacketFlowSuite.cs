@@ -11,7 +11,9 @@ namespace EbpfProxy.Datapath.Tests;
 /// The packet-flow suite: each file under testdata/flows is a cluster state (manifests, node,
 /// service CIDR) and flows with the outcome kube-proxy's documented behaviour gives them; every
 /// flow is run through `trace` on the real program against maps programmed by the real syncer.
-/// Rows name their source ("pod" for now; "external" rows arrive with the netdev path).
+/// Rows name where the packet enters: "pod" (from_pod, a local pod sends it) or "netdev"
+/// (from_netdev: another node's pod or an outside client). With node addresses, masquerade is on
+/// with the first one, as in the daemon; every forwarded row states whether it is masqueraded.
 /// </summary>
 public class PacketFlowSuite
 {
@@ -20,6 +22,8 @@ public class PacketFlowSuite
         public string Description { get; set; } = "";
         public NodeSpec Node { get; set; } = new();
         public string? ServiceCidr { get; set; }
+        public string? ClusterCidr { get; set; }
+        public bool MasqueradeAll { get; set; }
         public string Manifests { get; set; } = "";
         public List<Flow> Flows { get; set; } = [];
     }
@@ -64,16 +68,19 @@ public class PacketFlowSuite
     {
         var c = Yaml.Deserialize<FlowCase>(File.ReadAllText(Path.Combine(AppContext.BaseDirectory, "testdata", "flows", name + ".yaml")));
         Assert.NotEmpty(c.Flows);
-        using var dp = new PodDatapath(c.ServiceCidr);
+        using var dp = new PodDatapath(c.ServiceCidr, c.ClusterCidr, c.MasqueradeAll);
         dp.Apply(c.Manifests, c.Node.Name, c.Node.Zone, [.. c.Node.Addresses]);
+        if (c.Node.Addresses.Count > 0)
+            dp.ConfigureMasquerade(c.Node.Addresses[0]);
 
         var failures = new List<string>();
         foreach (var f in c.Flows)
         {
-            Assert.True(f.From == "pod", $"{name}/{f.Name}: source '{f.From}' is not supported yet");
+            Assert.True(f.From is "pod" or "netdev", $"{name}/{f.Name}: source '{f.From}' must be pod or netdev");
             var (dst, dport) = Split(f.Dst);
             var (src, sport) = f.Src.Contains(':') ? Split(f.Src) : (IPAddress.Parse(f.Src), (ushort)40000);
-            var r = PacketTracer.Run(dp.Options.PinPath, new TraceRequest(src, sport, dst, dport, f.Proto == "udp" ? L4Protocol.Udp : L4Protocol.Tcp, TraceHook.FromPod));
+            var hook = f.From == "pod" ? TraceHook.FromPod : TraceHook.FromNetdev;
+            var r = PacketTracer.Run(dp.Options.PinPath, new TraceRequest(src, sport, dst, dport, f.Proto == "udp" ? L4Protocol.Udp : L4Protocol.Tcp, hook));
 
             void Expect(bool ok, string what)
             {
@@ -93,7 +100,8 @@ public class PacketFlowSuite
                     Expect(r.ChosenBackend is { } chosen && f.Backends.Contains(chosen.Address), "the chosen backend among them");
             }
             Expect(f.Nat == "dnat" ? r.Nat?.StartsWith("DNAT", StringComparison.Ordinal) == true : r.Nat is null, $"nat {f.Nat}");
-            Expect(!f.Masquerade || r.Nat?.Contains("SNAT", StringComparison.Ordinal) == true, "masquerade");
+            bool masqueraded = r.Nat?.Contains($"SNAT {src}:{sport} -> {c.Node.Addresses.FirstOrDefault()}:", StringComparison.Ordinal) == true;
+            Expect(masqueraded == f.Masquerade, f.Masquerade ? "masquerade to the node's address" : "no masquerade (client address preserved)");
         }
         Assert.True(failures.Count == 0, $"{name}: {c.Description}\n" + string.Join("\n", failures));
     }

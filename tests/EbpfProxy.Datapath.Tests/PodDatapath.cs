@@ -25,7 +25,7 @@ public sealed class PodDatapath : IDisposable
     private readonly BpfFsMount _bpffs;
     private readonly ClusterStore _store = new();
 
-    public PodDatapath(string? serviceCidr = null)
+    public PodDatapath(string? serviceCidr = null, string? clusterCidr = null, bool masqueradeAll = false)
     {
         Privileged.EnsureRoot();
         _bpffs = BpfFsMount.CreateTemp();
@@ -40,6 +40,8 @@ public sealed class PodDatapath : IDisposable
                 BackendsMax = 4096,
                 RevNatMax = 1024,
                 ServiceCidr = serviceCidr is null ? null : System.Net.IPNetwork.Parse(serviceCidr),
+                ClusterCidr = clusterCidr is null ? null : System.Net.IPNetwork.Parse(clusterCidr),
+                MasqueradeAll = masqueradeAll,
             };
             Loaded = DatapathLoader.Load(Options, NullLogger.Instance);
             Syncer = new LbSyncer(Loaded.Maps, new Core.Planning.LbLimits(Options.BackendsMax, 1023), NullLogger<LbSyncer>.Instance);
@@ -73,7 +75,14 @@ public sealed class PodDatapath : IDisposable
         return result with { ConntrackPurged = result.ConntrackPurged + Syncer.Purger.PurgeNow() };
     }
 
+    /// <summary>Turns masquerade on with this node address, as the daemon does once it knows the node's primary address.</summary>
+    public void ConfigureMasquerade(string address) => DatapathLoader.WriteNatConfig(Maps, Options, IPAddress.Parse(address));
+
     public (uint Verdict, byte[] Packet) FromPod(byte[] packet) => Run(Loaded.FromPod, packet);
+
+    public (uint Verdict, byte[] Packet) FromNetdev(byte[] packet) => Run(Loaded.FromNetdev, packet);
+
+    public (uint Verdict, byte[] Packet) ToNetdev(byte[] packet) => Run(Loaded.ToNetdev, packet);
 
     public (uint Verdict, byte[] Packet) ToPod(byte[] packet) => Run(Loaded.ToPod, packet);
 

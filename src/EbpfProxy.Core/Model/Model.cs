@@ -77,6 +77,8 @@ public enum ServiceFlags : ushort
     TwoScopes = 1 << 7,
     /// <summary>The entry's set is empty only because the applicable traffic policy is Local: DROP, not REJECT.</summary>
     DropWithoutLocal = 1 << 8,
+    /// <summary>LoadBalancer ingress frontend with loadBalancerSourceRanges: other clients are dropped.</summary>
+    SourceRanges = 1 << 9,
 }
 
 /// <summary>One backend as a service port uses it.</summary>
@@ -93,7 +95,15 @@ public sealed record FrontendState(
     ServiceFlags Flags,
     uint AffinityTimeoutSeconds,
     ImmutableArray<Backend> Active,
-    ImmutableArray<Backend> Terminating);
+    ImmutableArray<Backend> Terminating)
+{
+    /// <summary>
+    /// With <see cref="ServiceFlags.SourceRanges"/>: the client prefixes allowed to reach this
+    /// frontend (loadBalancerSourceRanges, plus the LB ingress IPs themselves when the node's
+    /// primary address is inside a range).
+    /// </summary>
+    public ImmutableArray<System.Net.IPNetwork> SourceRanges { get; init; } = [];
+}
 
 /// <summary>Everything the load-balancer maps must hold: the result of translating a cluster snapshot.</summary>
 /// <remarks>

@@ -303,6 +303,7 @@ public sealed class ServiceTranslator
             frontends.Add(new FrontendState(wk, new ServicePortName(ns, name, "*"), ServiceFlags.Wildcard, 0, [], []));
         }
 
+        var sourceRanges = SourceRanges(service, key, node, errors);
         foreach (var port in spec.Ports ?? [])
         {
             L4Protocol protocol;
@@ -348,13 +349,17 @@ public sealed class ServiceTranslator
             {
                 var fe = new Frontend(address, frontendPort, protocol);
                 var external = new FrontendKey(fe, FrontendScope.External);
+                // loadBalancerSourceRanges filter LB ingress IPs only.
+                var ranges = kind == ServiceFlags.LoadBalancer ? sourceRanges : default;
+                var kindFlags = kind | (ranges.IsDefault ? ServiceFlags.None : ServiceFlags.SourceRanges);
+                var rangesOrEmpty = ranges.IsDefault ? [] : ranges;
                 if (!etpLocal)
                 {
-                    Add(new FrontendState(external, portName, flags | kind, affinityTimeout, choice.ClusterActive, choice.ClusterTerminating));
+                    Add(new FrontendState(external, portName, flags | kindFlags, affinityTimeout, choice.ClusterActive, choice.ClusterTerminating) { SourceRanges = rangesOrEmpty });
                     continue;
                 }
-                Add(new FrontendState(external, portName, flags | kind | ServiceFlags.ExternalTrafficLocal | ServiceFlags.TwoScopes | noLocal, affinityTimeout, choice.LocalActive, choice.LocalTerminating));
-                Add(new FrontendState(new FrontendKey(fe, FrontendScope.Internal), portName, flags | kind, affinityTimeout, choice.ClusterActive, choice.ClusterTerminating));
+                Add(new FrontendState(external, portName, flags | kindFlags | ServiceFlags.ExternalTrafficLocal | ServiceFlags.TwoScopes | noLocal, affinityTimeout, choice.LocalActive, choice.LocalTerminating) { SourceRanges = rangesOrEmpty });
+                Add(new FrontendState(new FrontendKey(fe, FrontendScope.Internal), portName, flags | kindFlags, affinityTimeout, choice.ClusterActive, choice.ClusterTerminating) { SourceRanges = rangesOrEmpty });
             }
 
             void Add(FrontendState state)
@@ -387,6 +392,48 @@ public sealed class ServiceTranslator
                     foreach (var a in ep.Addresses ?? [])
                         local.Add(a);
         return new HealthCheckTarget((ushort)spec.HealthCheckNodePort.Value, service.Metadata?.NamespaceProperty ?? "default", service.Metadata?.Name ?? "", local.Count);
+    }
+
+    /// <summary>
+    /// loadBalancerSourceRanges as prefixes (whitespace around an entry ignored), or default when
+    /// the service has none. An entry that is no IPv4 CIDR is reported and left out: the others
+    /// still filter, so a typo never opens the service to everyone. When the node's primary
+    /// address is inside a range, the LB ingress IPs are accepted as sources too (kube-proxy does
+    /// this for hairpin traffic through the load balancer).
+    /// </summary>
+    private static ImmutableArray<System.Net.IPNetwork> SourceRanges(V1Service service, string key, NodeContext node, List<TranslationError> errors)
+    {
+        var spec = service.Spec!;
+        if (!string.Equals(spec.Type, "LoadBalancer", StringComparison.Ordinal) || spec.LoadBalancerSourceRanges is not { Count: > 0 } raw)
+            return default;
+        var ranges = ImmutableArray.CreateBuilder<System.Net.IPNetwork>();
+        foreach (var entry in raw)
+        {
+            var text = entry?.Trim() ?? "";
+            if (System.Net.IPNetwork.TryParse(text, out var net) && net.BaseAddress.AddressFamily == AddressFamily.InterNetwork)
+            {
+                if (!ranges.Contains(net))
+                    ranges.Add(net);
+            }
+            else if (!(System.Net.IPNetwork.TryParse(text, out var other) && other.BaseAddress.AddressFamily == AddressFamily.InterNetworkV6))
+            {
+                errors.Add(new TranslationError("Service", key, $"loadBalancerSourceRanges entry '{entry}' is not a CIDR; ignored (the other ranges still apply)"));
+            }
+        }
+        var primary = node.Addresses.IsDefault ? null : node.Addresses.FirstOrDefault(a => a.AddressFamily == AddressFamily.InterNetwork);
+        if (primary is not null && ranges.Any(r => r.Contains(primary)))
+        {
+            foreach (var ingress in service.Status?.LoadBalancer?.Ingress ?? [])
+            {
+                if (IPAddress.TryParse(ingress.Ip, out var ip) && ip.AddressFamily == AddressFamily.InterNetwork)
+                {
+                    var host = new System.Net.IPNetwork(ip, 32);
+                    if (!ranges.Contains(host))
+                        ranges.Add(host);
+                }
+            }
+        }
+        return ranges.ToImmutable();
     }
 
     /// <summary>

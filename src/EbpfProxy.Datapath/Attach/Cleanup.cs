@@ -15,7 +15,7 @@ public sealed record CleanupResult(IReadOnlyList<string> DetachedFrom, IReadOnly
 /// </summary>
 public static class Cleanup
 {
-    private static readonly HashSet<string> OurPrograms = [ProgramNames.FromPod, ProgramNames.ToPod];
+    private static readonly HashSet<string> OurPrograms = [.. ProgramNames.All];
 
     public static CleanupResult Run(string pinPath)
     {
@@ -23,13 +23,13 @@ public static class Cleanup
         var unpinned = new List<string>();
         var problems = new List<string>();
 
-        foreach (var itf in PodInterfaceAttacher.ListInterfaces())
+        foreach (var itf in InterfaceAttacher.ListInterfaces())
         {
             foreach (var point in new[] { TcAttachPoint.Ingress, TcAttachPoint.Egress })
             {
                 try
                 {
-                    if (TcHook.Query(itf.IfIndex, point, PodInterfaceAttacher.TcHandle, PodInterfaceAttacher.TcPriority) is not { } filter)
+                    if (TcHook.Query(itf.IfIndex, point, InterfaceAttacher.TcHandle, InterfaceAttacher.TcPriority) is not { } filter)
                         continue;
                     using var prog = BpfProgram.FromId(filter.ProgramId);
                     var name = prog.GetInfo().Name;
@@ -38,7 +38,7 @@ public static class Cleanup
                         problems.Add($"{itf.Name} {point}: the filter at ebpf-proxy's handle runs '{name}', not ours; left in place");
                         continue;
                     }
-                    if (TcHook.Detach(itf.IfIndex, point, PodInterfaceAttacher.TcHandle, PodInterfaceAttacher.TcPriority))
+                    if (TcHook.Detach(itf.IfIndex, point, InterfaceAttacher.TcHandle, InterfaceAttacher.TcPriority))
                         detached.Add($"{itf.Name} {point.ToString().ToLowerInvariant()} ({name})");
                 }
                 catch (BpfException ex)

@@ -4,7 +4,7 @@ using Microsoft.Extensions.Logging;
 
 namespace EbpfProxy.Datapath.Loading;
 
-/// <summary>A loaded pod object: its two programs and the (pinned, shared) maps.</summary>
+/// <summary>The loaded datapath object: its programs and the (pinned, shared) maps.</summary>
 public sealed class LoadedDatapath : IDisposable
 {
     internal LoadedDatapath(BpfObject obj)
@@ -12,12 +12,16 @@ public sealed class LoadedDatapath : IDisposable
         Object = obj;
         FromPod = obj.GetProgram(ProgramNames.FromPod);
         ToPod = obj.GetProgram(ProgramNames.ToPod);
+        FromNetdev = obj.GetProgram(ProgramNames.FromNetdev);
+        ToNetdev = obj.GetProgram(ProgramNames.ToNetdev);
         Maps = LbMaps.FromObject(obj);
     }
 
     public BpfObject Object { get; }
     public BpfProgram FromPod { get; }
     public BpfProgram ToPod { get; }
+    public BpfProgram FromNetdev { get; }
+    public BpfProgram ToNetdev { get; }
     public LbMaps Maps { get; }
 
     public void Dispose()
@@ -33,6 +37,11 @@ public static class ProgramNames
     public const string PodObject = "pod.bpf.o";
     public const string FromPod = "from_pod";
     public const string ToPod = "to_pod";
+    public const string FromNetdev = "from_netdev";
+    public const string ToNetdev = "to_netdev";
+
+    /// <summary>Every entry point, for cleanup and pinning.</summary>
+    public static IReadOnlyList<string> All { get; } = [FromPod, ToPod, FromNetdev, ToNetdev];
 }
 
 /// <summary>
@@ -89,7 +98,7 @@ public static partial class DatapathLoader
     {
         var dir = Path.Combine(options.PinPath, ProgramPinFolder);
         Directory.CreateDirectory(dir);
-        foreach (var prog in new[] { loaded.FromPod, loaded.ToPod })
+        foreach (var prog in new[] { loaded.FromPod, loaded.ToPod, loaded.FromNetdev, loaded.ToNetdev })
         {
             var path = Path.Combine(dir, prog.Name);
             if (File.Exists(path))
@@ -123,13 +132,37 @@ public static partial class DatapathLoader
         var config = default(LbConfig);
         if (options.ServiceCidr is { } cidr)
         {
-            Span<byte> mask = stackalloc byte[4];
-            uint bits = cidr.PrefixLength == 0 ? 0 : uint.MaxValue << (32 - cidr.PrefixLength);
-            System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(mask, bits);
             config.ServiceCidrBe = Be32Address.FromAddress(cidr.BaseAddress);
-            config.ServiceMaskBe = Be32Address.FromAddress(new System.Net.IPAddress(mask));
+            config.ServiceMaskBe = Be32Address.FromAddress(Mask(cidr.PrefixLength));
         }
         maps.Config.Update(0u, config);
+        WriteNatConfig(maps, options, options.MasqueradeAddress);
+    }
+
+    /// <summary>
+    /// Writes the masquerade settings: <paramref name="snatAddress"/> (null: no masquerade until
+    /// the node's address is known), --cluster-cidr and --masquerade-all. Idempotent; the daemon
+    /// calls it again when the node's primary address changes.
+    /// </summary>
+    public static void WriteNatConfig(LbMaps maps, DatapathOptions options, System.Net.IPAddress? snatAddress)
+    {
+        var nat = new LbNatConfig { Flags = options.MasqueradeAll ? LbNatFlags.MasqueradeAll : LbNatFlags.None };
+        if (snatAddress is { AddressFamily: System.Net.Sockets.AddressFamily.InterNetwork })
+            nat.SnatAddrBe = Be32Address.FromAddress(snatAddress);
+        if (options.ClusterCidr is { } cidr)
+        {
+            nat.ClusterCidrBe = Be32Address.FromAddress(cidr.BaseAddress);
+            nat.ClusterMaskBe = Be32Address.FromAddress(Mask(cidr.PrefixLength));
+        }
+        maps.NatConfig.Update(0u, nat);
+    }
+
+    private static System.Net.IPAddress Mask(int prefixLength)
+    {
+        Span<byte> mask = stackalloc byte[4];
+        uint bits = prefixLength == 0 ? 0 : uint.MaxValue << (32 - prefixLength);
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(mask, bits);
+        return new System.Net.IPAddress(mask);
     }
 
     /// <summary>Mounts bpffs at <paramref name="root"/> when it is not mounted there (nodes do not always boot with it).</summary>

@@ -8,6 +8,8 @@ public enum CtDirection : byte
 {
     Service = 1,
     Reply = 2,
+    SnatOut = 3,
+    SnatIn = 4,
 }
 
 [Flags]
@@ -16,6 +18,7 @@ public enum CtFlags : ushort
     None = 0,
     SeenReply = 1 << 0,
     Closing = 1 << 1,
+    Snat = 1 << 2,
 }
 
 /// <summary>struct ct4_key.</summary>
@@ -41,4 +44,14 @@ public struct CtEntry
     public ushort RevNatId;
     public CtFlags Flags;
     public ulong Packets;
+}
+
+/// <summary>struct snat4_entry: one direction of a masqueraded connection's source rewrite.</summary>
+[StructLayout(LayoutKind.Sequential)]
+public struct Snat4Entry
+{
+    public ulong CreatedNs;
+    public Be32Address AddrBe;
+    public Be16 PortBe;
+    public ushort Pad;
 }

@@ -17,6 +17,9 @@ public sealed class LbMaps : IDisposable
     public const string ConfigMap = "lb_config";
     public const string AffinityMap = "lb4_affinity";
     public const string TraceMap = "trace_out";
+    public const string NatConfigMap = "lb_nat_config";
+    public const string SourceRangeMap = "lb4_src_range";
+    public const string SnatMap = "snat4";
 
 
     private readonly IReadOnlyList<IDisposable> _owned;
@@ -32,6 +35,9 @@ public sealed class LbMaps : IDisposable
         Config = open(ConfigMap).As<uint, LbConfig>();
         Affinity = open(AffinityMap).As<Lb4AffinityKey, LbAffinityValue>();
         TraceOut = open(TraceMap).As<uint, TraceRecord>();
+        NatConfig = open(NatConfigMap).As<uint, LbNatConfig>();
+        SourceRanges = open(SourceRangeMap).As<Lb4SrcRangeKey, uint>();
+        Snat4 = open(SnatMap).As<Ct4Key, Snat4Entry>();
         _owned = owned ?? [];
     }
 
@@ -44,6 +50,9 @@ public sealed class LbMaps : IDisposable
     public BpfMap<uint, LbConfig> Config { get; }
     public BpfMap<Lb4AffinityKey, LbAffinityValue> Affinity { get; }
     public BpfMap<uint, TraceRecord> TraceOut { get; }
+    public BpfMap<uint, LbNatConfig> NatConfig { get; }
+    public BpfMap<Lb4SrcRangeKey, uint> SourceRanges { get; }
+    public BpfMap<Ct4Key, Snat4Entry> Snat4 { get; }
 
     /// <summary>The maps of a loaded object.</summary>
     public static LbMaps FromObject(BpfObject obj) => new(name => obj.GetMap(name).Map);

@@ -86,6 +86,39 @@ public struct LbConfig
     public uint Pad;
 }
 
+/// <summary>LB_NAT_F_* flags of <see cref="LbNatConfig"/>.</summary>
+[Flags]
+public enum LbNatFlags : uint
+{
+    None = 0,
+    MasqueradeAll = 1 << 0,
+}
+
+/// <summary>struct lb_nat_config: masquerade settings, one entry.</summary>
+[StructLayout(LayoutKind.Sequential)]
+public struct LbNatConfig
+{
+    public Be32Address SnatAddrBe;
+    public Be32Address ClusterCidrBe;
+    public Be32Address ClusterMaskBe;
+    public LbNatFlags Flags;
+}
+
+/// <summary>struct lb4_src_range_key: an LB frontend and an allowed client prefix (LPM trie key).</summary>
+[StructLayout(LayoutKind.Sequential)]
+public struct Lb4SrcRangeKey
+{
+    /// <summary>Bits compared from AddressBe on: the frontend's 64 plus the source prefix length.</summary>
+    public const uint FrontendBits = 64;
+
+    public uint Prefixlen;
+    public Be32Address AddressBe;
+    public Be16 PortBe;
+    public byte Proto;
+    public byte Pad;
+    public Be32Address SourceBe;
+}
+
 /// <summary>struct lb4_affinity_key: a client pinned to a backend of one service port.</summary>
 [StructLayout(LayoutKind.Sequential)]
 public struct Lb4AffinityKey

@@ -14,6 +14,7 @@ public enum Reason : byte
     PassNotService = 4,
     PassUnsupported = 5,
     ForwardServiceReselected = 6,
+    ForwardSnatReverse = 7,
 
     DropInvalid = 128,
     DropNoBackend = 129,
@@ -26,6 +27,9 @@ public enum Reason : byte
     DropRejectFailed = 136,
     DropNoLocalEndpoint = 137,
     DropSctpPort = 138,
+    // 139, 140: NetworkPolicy.
+    DropSourceRange = 141,
+    DropSnatPort = 142,
 }
 
 public enum MetricsDirection : byte
@@ -60,6 +64,7 @@ public static class ReasonInfo
         Reason.PassNotService => "not_service",
         Reason.PassUnsupported => "unsupported",
         Reason.ForwardServiceReselected => "service_reselected",
+        Reason.ForwardSnatReverse => "masquerade_reply",
         Reason.DropInvalid => "invalid_packet",
         Reason.DropNoBackend => "no_backend",
         Reason.DropBackendMissing => "backend_missing",
@@ -71,6 +76,8 @@ public static class ReasonInfo
         Reason.DropRejectFailed => "reject_failed",
         Reason.DropNoLocalEndpoint => "no_local_endpoint",
         Reason.DropSctpPort => "sctp_port_translation_unsupported",
+        Reason.DropSourceRange => "lb_source_range",
+        Reason.DropSnatPort => "masquerade_port_exhausted",
         _ => $"reason_{(byte)reason}",
     };
 }
@@ -84,6 +91,8 @@ public enum TraceFlags : ushort
     ConntrackHit = 1 << 1,
     Affinity = 1 << 2,
     Wildcard = 1 << 3,
+    Masquerade = 1 << 4,
+    SnatReply = 1 << 5,
 }
 
 /// <summary>struct trace_record: the decision of the last traced packet.</summary>

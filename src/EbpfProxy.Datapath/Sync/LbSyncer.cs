@@ -26,10 +26,12 @@ public sealed partial class LbSyncer
     private readonly LbLimits _limits;
     private readonly ILogger _logger;
     private LbState? _state;
+    private readonly SourceRangeSync _sourceRanges;
 
     public LbSyncer(LbMaps maps, LbLimits limits, ILogger<LbSyncer> logger)
     {
         Purger = new ConntrackPurger(maps, logger);
+        _sourceRanges = new SourceRangeSync(maps);
         _maps = maps;
         _limits = limits;
         _logger = logger;
@@ -73,6 +75,8 @@ public sealed partial class LbSyncer
         int writes = 0, deletes = 0;
         try
         {
+            // Source ranges a frontend needs exist before its flag is published, and go after.
+            writes += _sourceRanges.AddMissing(desired, changed);
             var ops = plan.Ops;
             for (int i = 0; i < ops.Count;)
             {
@@ -94,11 +98,13 @@ public sealed partial class LbSyncer
                 }
                 i = end;
             }
+            deletes += _sourceRanges.RemoveStale();
         }
         catch
         {
             // Unknown how far the kernel got: the next pass starts from what the maps really hold.
             _state = null;
+            _sourceRanges.Invalidate();
             throw;
         }
         var writeTime = sw.Elapsed - planStart - planTime;

@@ -15,6 +15,10 @@ public enum TraceHook
     FromPod,
     /// <summary>to_pod: a packet delivered to a pod (tc egress on its host-side veth), e.g. a reply.</summary>
     ToPod,
+    /// <summary>from_netdev: a packet arriving on a node device (another node, an outside client).</summary>
+    FromNetdev,
+    /// <summary>to_netdev: a packet leaving on a node device, e.g. a reply to an outside client.</summary>
+    ToNetdev,
 }
 
 public sealed record TraceRequest(IPAddress Source, ushort SourcePort, IPAddress Destination, ushort DestinationPort, L4Protocol Protocol, TraceHook Hook);
@@ -47,7 +51,13 @@ public static class PacketTracer
 
     public static TraceResult Run(string pinPath, TraceRequest request)
     {
-        var progName = request.Hook == TraceHook.FromPod ? ProgramNames.FromPod : ProgramNames.ToPod;
+        var progName = request.Hook switch
+        {
+            TraceHook.FromPod => ProgramNames.FromPod,
+            TraceHook.ToPod => ProgramNames.ToPod,
+            TraceHook.FromNetdev => ProgramNames.FromNetdev,
+            _ => ProgramNames.ToNetdev,
+        };
         var progPath = Path.Combine(pinPath, DatapathLoader.ProgramPinFolder, progName);
         if (!File.Exists(progPath))
             throw new FileNotFoundException($"no {progName} program is pinned at {progPath}: is the daemon (this version or newer) running on this node?", progPath);
@@ -85,8 +95,12 @@ public static class PacketTracer
             if (maps.Lb4ReverseNat.TryLookup(record.RevNatId, out var rn))
                 frontend = $"{rn.AddressBe}:{rn.PortBe}/{request.Protocol.ToString().ToUpperInvariant()}";
         }
-        if (request.Hook == TraceHook.FromPod && (record.Flags & TraceFlags.Frontend) != 0)
+        if (request.Hook is TraceHook.FromPod or TraceHook.FromNetdev && (record.Flags & TraceFlags.Frontend) != 0)
             eligible.AddRange(Eligible(maps, request));
+        if ((record.Flags & TraceFlags.Masquerade) != 0)
+            notes.Add("masqueraded: the backend sees the node's address, and its replies come back through this node");
+        if ((record.Flags & TraceFlags.SnatReply) != 0)
+            notes.Add("a reply of a masqueraded connection: the client and the frontend are restored");
         if ((record.Flags & TraceFlags.Wildcard) != 0)
             notes.Add($"{request.Destination} is a ClusterIP, but no service defines port {request.DestinationPort}/{request.Protocol.ToString().ToUpperInvariant()} on it");
         if ((record.Flags & TraceFlags.ConntrackHit) != 0)
@@ -118,6 +132,16 @@ public static class PacketTracer
             eligible, chosen, nat, notes);
     }
 
+    private static bool InClusterCidr(LbMaps maps, IPAddress source)
+    {
+        if (!maps.NatConfig.TryLookup(0u, out var nat) || nat.ClusterMaskBe.ToAddress().Equals(IPAddress.Any))
+            return false;
+        var s = BinaryPrimitives.ReadUInt32BigEndian(source.GetAddressBytes());
+        var m = BinaryPrimitives.ReadUInt32BigEndian(nat.ClusterMaskBe.ToAddress().GetAddressBytes());
+        var c = BinaryPrimitives.ReadUInt32BigEndian(nat.ClusterCidrBe.ToAddress().GetAddressBytes());
+        return (s & m) == c;
+    }
+
     /// <summary>The backends the frontend's slots name: active ones, then the fallback tail.</summary>
     private static IEnumerable<TraceBackend> Eligible(LbMaps maps, TraceRequest request)
     {
@@ -125,8 +149,9 @@ public static class PacketTracer
         var key = LbMapIo.ToKey(fk, 0);
         if (!maps.Lb4Services.TryLookup(key, out var svc))
             yield break;
-        // Pods use the internal scope of an eTP=Local frontend (the cluster-wide set).
-        if ((svc.Flags & (ushort)ServiceFlags.TwoScopes) != 0)
+        // Pods (and, from a netdev, sources inside --cluster-cidr) use the internal scope of an
+        // eTP=Local frontend (the cluster-wide set); outside clients the node-local set.
+        if ((svc.Flags & (ushort)ServiceFlags.TwoScopes) != 0 && (request.Hook == TraceHook.FromPod || InClusterCidr(maps, request.Source)))
         {
             var internalKey = LbMapIo.ToKey(fk with { Scope = FrontendScope.Internal }, 0);
             if (maps.Lb4Services.TryLookup(internalKey, out var internalSvc))

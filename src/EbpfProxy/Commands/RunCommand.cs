@@ -40,12 +40,21 @@ internal static class RunCommand
             Description = "CIDRs of the local addresses NodePorts are served on (default: primary, the node's addresses)",
             AllowMultipleArgumentsPerToken = true,
         };
+        var netdevInterfaces = new Option<string[]>("--netdev-interfaces")
+        {
+            Description = "globs of the node's network devices (NodePort/ExternalIP/LB traffic from outside); default: every non-pod interface with a global IPv4 address",
+            AllowMultipleArgumentsPerToken = true,
+        };
+        var clusterCidr = new Option<string?>("--cluster-cidr") { Description = "the pods' CIDR: ClusterIP traffic from outside it is masqueraded (kube-proxy's --cluster-cidr)" };
+        var masqueradeAll = new Option<bool>("--masquerade-all") { Description = "masquerade all service traffic, pods included (kube-proxy's --masquerade-all)" };
+        var masqueradeAddress = new Option<string?>("--masquerade-address") { Description = "the address masqueraded traffic leaves with (default: the node's primary address)" };
         var healthz = new Option<string>("--healthz-bind-address") { Description = "where /healthz and /livez are served; empty disables", DefaultValueFactory = _ => "0.0.0.0:10256" };
         var ctMax = new Option<uint>("--conntrack-max") { Description = "conntrack map size", DefaultValueFactory = _ => 524288u };
 
         var cmd = new Command("run", "run the proxy daemon on this node")
         {
-            manifests, kubeconfig, nodeName, bpffs, bpfDir, podInterfaces, minSync, syncPeriod, serviceCidr, nodePortAddresses, healthz, ctMax,
+            manifests, kubeconfig, nodeName, bpffs, bpfDir, podInterfaces, netdevInterfaces, minSync, syncPeriod, serviceCidr, clusterCidr,
+            masqueradeAll, masqueradeAddress, nodePortAddresses, healthz, ctMax,
         };
         cmd.SetAction(async (parse, ct) =>
         {
@@ -63,6 +72,8 @@ internal static class RunCommand
                 BpfFsRoot = parse.GetValue(bpffs)!,
                 ObjectDirectory = parse.GetValue(bpfDir)!,
                 PodInterfaces = [.. parse.GetValue(podInterfaces)!.SelectMany(s => s.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))],
+                NetdevInterfaces = [.. (parse.GetValue(netdevInterfaces) ?? []).SelectMany(s => s.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))],
+                MasqueradeAll = parse.GetValue(masqueradeAll),
                 ConntrackMax = parse.GetValue(ctMax),
             };
             try
@@ -83,6 +94,14 @@ internal static class RunCommand
                     datapathOptions.ServiceCidr = System.Net.IPNetwork.TryParse(cidrText.Trim(), out var cidr)
                         ? cidr
                         : throw new ArgumentException($"--service-cidr '{cidrText}' is not a CIDR (for example 10.96.0.0/12)");
+                if (parse.GetValue(clusterCidr) is { Length: > 0 } clusterText)
+                    datapathOptions.ClusterCidr = System.Net.IPNetwork.TryParse(clusterText.Trim(), out var cc)
+                        ? cc
+                        : throw new ArgumentException($"--cluster-cidr '{clusterText}' is not a CIDR (for example 10.244.0.0/16)");
+                if (parse.GetValue(masqueradeAddress) is { Length: > 0 } masqText)
+                    datapathOptions.MasqueradeAddress = System.Net.IPAddress.TryParse(masqText.Trim(), out var ma)
+                        ? ma
+                        : throw new ArgumentException($"--masquerade-address '{masqText}' is not an IP address");
                 proxyOptions.Validate();
                 datapathOptions.Validate();
             }

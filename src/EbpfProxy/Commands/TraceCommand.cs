@@ -16,7 +16,7 @@ internal static class TraceCommand
         var dst = new Option<string>("--dst") { Description = "destination ADDR:PORT", Required = true };
         var proto = new Option<string>("--proto") { Description = "tcp or udp", DefaultValueFactory = _ => "tcp" }.AcceptOnlyFromAmong("tcp", "udp");
         var from = new Option<string>("--from") { Description = "where the packet enters: pod (sent by a pod) or netdev", DefaultValueFactory = _ => "pod" }.AcceptOnlyFromAmong("pod", "netdev");
-        var reply = new Option<bool>("--reply") { Description = "trace a packet delivered to a pod (to_pod), e.g. a backend's reply" };
+        var reply = new Option<bool>("--reply") { Description = "trace a packet leaving towards a pod (to_pod) or a netdev (to_netdev), e.g. a backend's reply" };
         var bpffs = CommonOptions.BpfFs();
         var output = CommonOptions.Output();
         var cmd = new Command("trace", "run the loaded datapath on a synthetic packet and explain the decision (no state is created)")
@@ -25,18 +25,20 @@ internal static class TraceCommand
         };
         cmd.SetAction(parse =>
         {
-            if (parse.GetValue(from) == "netdev")
-            {
-                Console.Error.WriteLine("error: the netdev path (NodePort, external traffic) is not implemented yet; trace --from pod");
-                return 2;
-            }
             if (!TryEndpoint(parse.GetValue(src)!, 40000, out var s, out var sport) || !TryEndpoint(parse.GetValue(dst)!, null, out var d, out var dport))
             {
                 Console.Error.WriteLine("error: --src must be ADDR[:PORT] and --dst ADDR:PORT, IPv4");
                 return 2;
             }
-            var request = new TraceRequest(s, sport, d, dport, parse.GetValue(proto) == "udp" ? L4Protocol.Udp : L4Protocol.Tcp,
-                parse.GetValue(reply) ? TraceHook.ToPod : TraceHook.FromPod);
+            bool netdev = parse.GetValue(from) == "netdev";
+            var hook = (netdev, parse.GetValue(reply)) switch
+            {
+                (false, false) => TraceHook.FromPod,
+                (false, true) => TraceHook.ToPod,
+                (true, false) => TraceHook.FromNetdev,
+                (true, true) => TraceHook.ToNetdev,
+            };
+            var request = new TraceRequest(s, sport, d, dport, parse.GetValue(proto) == "udp" ? L4Protocol.Udp : L4Protocol.Tcp, hook);
             var result = PinnedMaps.Ready(parse.GetValue(bpffs)!) ? Run(parse.GetValue(bpffs)!, request) : null;
             if (result is null)
                 return 1;
@@ -76,7 +78,7 @@ internal static class TraceCommand
     {
         var q = r.Request;
         var sb = new StringBuilder();
-        sb.Append($"packet    {q.Source}:{q.SourcePort} -> {q.Destination}:{q.DestinationPort} {q.Protocol.ToString().ToUpperInvariant()} ({(q.Hook == TraceHook.FromPod ? "sent by a pod: from_pod" : "delivered to a pod: to_pod")})\n");
+        sb.Append($"packet    {q.Source}:{q.SourcePort} -> {q.Destination}:{q.DestinationPort} {q.Protocol.ToString().ToUpperInvariant()} ({HookText(q.Hook)})\n");
         sb.Append(r.Frontend is null ? "frontend  none\n" : $"frontend  {r.Frontend}  service {r.Service ?? "?"}  rev-NAT {r.RevNatId}\n");
         if (r.EligibleBackends.Count > 0)
         {
@@ -94,6 +96,14 @@ internal static class TraceCommand
             sb.Append($"note      {n}\n");
         return sb.ToString();
     }
+
+    private static string HookText(TraceHook hook) => hook switch
+    {
+        TraceHook.FromPod => "sent by a pod: from_pod",
+        TraceHook.ToPod => "delivered to a pod: to_pod",
+        TraceHook.FromNetdev => "arriving on a node device: from_netdev",
+        _ => "leaving on a node device: to_netdev",
+    };
 
     private sealed class IPAddressJsonConverter : System.Text.Json.Serialization.JsonConverter<IPAddress>
     {

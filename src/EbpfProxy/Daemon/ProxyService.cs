@@ -64,11 +64,12 @@ public sealed partial class ProxyService : BackgroundService
 
         using (datapath)
         {
-            var attacher = new PodInterfaceAttacher(datapath, _datapathOptions.PodInterfaces, _loggers.CreateLogger<PodInterfaceAttacher>());
+            var attacher = new InterfaceAttacher(InterfaceAttacher.DefaultRoles(datapath, _datapathOptions), _loggers.CreateLogger<InterfaceAttacher>());
             var attachLoop = AttachLoopAsync(attacher, stoppingToken);
 
             var syncer = new LbSyncer(datapath.Maps, new LbLimits(_datapathOptions.BackendsMax, (ushort)Math.Min(_datapathOptions.RevNatMax - 1, ushort.MaxValue)), _loggers.CreateLogger<LbSyncer>());
             var translator = new ServiceTranslator(new NodeContext(_options.NodeName));
+            System.Net.IPAddress? masqueradeAddress = null;
             using var healthChecks = new ServiceHealthServers(_health, _loggers.CreateLogger<ServiceHealthServers>());
             var runner = new BoundedFrequencyRunner(
                 (trigger, ct) =>
@@ -80,6 +81,13 @@ public sealed partial class ProxyService : BackgroundService
                     {
                         translator = new ServiceTranslator(node);
                         _store.MarkAllServicesDirty();
+                    }
+                    var snat = MasqueradeAddress(node);
+                    if (!Equals(snat, masqueradeAddress))
+                    {
+                        DatapathLoader.WriteNatConfig(datapath.Maps, _datapathOptions, snat);
+                        masqueradeAddress = snat;
+                        LogMasqueradeAddress(_logger, snat?.ToString() ?? "none (masquerade off)");
                     }
                     try
                     {
@@ -182,6 +190,23 @@ public sealed partial class ProxyService : BackgroundService
             translateTime.TotalMilliseconds, result.PlanTime.TotalMilliseconds, result.WriteTime.TotalMilliseconds, GC.GetTotalMemory(false) / 1048576, sw.Elapsed.TotalMilliseconds);
     }
 
+    /// <summary>
+    /// The address masqueraded traffic leaves with: --masquerade-address, else the node's primary
+    /// address (its Node object's first InternalIP, or the first NodePort address), else the first
+    /// global address of this namespace's interfaces. Null: masquerade stays off.
+    /// </summary>
+    private System.Net.IPAddress? MasqueradeAddress(NodeContext node)
+    {
+        if (_datapathOptions.MasqueradeAddress is { } configured)
+            return configured;
+        if (!node.Addresses.IsDefaultOrEmpty && node.Addresses.FirstOrDefault(a => a.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork) is { } primary)
+            return primary;
+        return LocalAddresses().FirstOrDefault(a => !(a.GetAddressBytes() is [169, 254, ..]));
+    }
+
+    [LoggerMessage(EventId = 8, Level = LogLevel.Information, Message = "Masquerade address: {Address}")]
+    private static partial void LogMasqueradeAddress(ILogger logger, string address);
+
     /// <summary>The IPv4 addresses of this network namespace's interfaces (for --nodeport-addresses).</summary>
     private static IEnumerable<System.Net.IPAddress> LocalAddresses() =>
         System.Net.NetworkInformation.NetworkInterface.GetAllNetworkInterfaces()
@@ -214,7 +239,7 @@ public sealed partial class ProxyService : BackgroundService
     [LoggerMessage(EventId = 7, Level = LogLevel.Error, Message = "Conntrack purge failed; it is retried with the next removal or full sync")]
     private static partial void LogPurgeFailed(ILogger logger, Exception ex);
 
-    private async Task AttachLoopAsync(PodInterfaceAttacher attacher, CancellationToken ct)
+    private async Task AttachLoopAsync(InterfaceAttacher attacher, CancellationToken ct)
     {
         // Programs are attached (or replace a predecessor's) only once the maps hold the cluster's
         // state: a program that saw maps still empty would pass service traffic untranslated.
