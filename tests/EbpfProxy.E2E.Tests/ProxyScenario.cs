@@ -261,7 +261,7 @@ public sealed class ProxyScenario : IAsyncDisposable
     public async Task WaitForAttachmentsAsync(int count)
     {
         var sw = Stopwatch.StartNew();
-        while (Daemon.Output.Count(l => l.Contains("Attached from_pod/to_pod", StringComparison.Ordinal)) < count)
+        while (Daemon.Output.Count(l => l.Contains("Attached the pod programs", StringComparison.Ordinal)) < count)
         {
             if (sw.Elapsed > TimeSpan.FromSeconds(10))
                 throw new TimeoutException($"daemon attached to fewer than {count} interfaces\n{Daemon.FormatOutput()}");

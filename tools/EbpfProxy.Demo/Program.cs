@@ -107,7 +107,7 @@ internal static class Demo
     private static async Task WaitForAttachments(DaemonProcess daemon, int count, CancellationToken ct)
     {
         var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(10);
-        while (daemon.Output.Count(l => l.Contains("Attached from_pod/to_pod", StringComparison.Ordinal)) < count)
+        while (daemon.Output.Count(l => l.Contains("Attached the pod programs", StringComparison.Ordinal)) < count)
         {
             if (DateTime.UtcNow > deadline)
                 throw new TimeoutException($"the daemon attached to fewer than {count} pod interfaces");
