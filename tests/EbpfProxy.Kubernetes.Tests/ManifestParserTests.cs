@@ -46,6 +46,43 @@ public class ManifestParserTests
     }
 
     [Fact]
+    public void NetworkPolicies_and_namespaces_are_read_for_policy()
+    {
+        const string yaml = """
+            apiVersion: v1
+            kind: Namespace
+            metadata: {name: x, labels: {ns: x}}
+            ---
+            apiVersion: networking.k8s.io/v1
+            kind: NetworkPolicy
+            metadata: {name: deny-all}
+            spec: {podSelector: {}, policyTypes: [Ingress]}
+            ---
+            apiVersion: networking.k8s.io/v1
+            kind: NetworkPolicy
+            metadata: {name: no-spec, namespace: x}
+            ---
+            apiVersion: extensions/v1beta1
+            kind: NetworkPolicy
+            metadata: {name: old}
+            spec: {podSelector: {}}
+            """;
+
+        var file = ManifestParser.Parse(Path, yaml);
+
+        var ns = Assert.Single(file.Namespaces);
+        Assert.Equal("x", ns.Metadata.Name);
+        Assert.Null(ns.Metadata.NamespaceProperty); // cluster-scoped: not defaulted
+        Assert.Equal("x", ns.Metadata.Labels["ns"]);
+        var policy = Assert.Single(file.NetworkPolicies);
+        Assert.Equal(("default", "deny-all"), (policy.Metadata.NamespaceProperty, policy.Metadata.Name));
+        Assert.Equal(["Ingress"], policy.Spec.PolicyTypes);
+        Assert.Equal(2, file.Errors.Length);
+        Assert.Contains(file.Errors, e => e.Message.Contains("spec is required", StringComparison.Ordinal));
+        Assert.Contains(file.Errors, e => e.Message.Contains("networking.k8s.io/v1", StringComparison.Ordinal));
+    }
+
+    [Fact]
     public void Other_kinds_are_ignored_and_listed_with_their_document_index()
     {
         const string yaml = """

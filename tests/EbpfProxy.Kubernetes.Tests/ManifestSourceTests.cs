@@ -148,6 +148,34 @@ public sealed class ManifestSourceTests : IAsyncLifetime
     }
 
     [Fact]
+    public void Namespaces_and_network_policies_reach_the_store_and_follow_edits()
+    {
+        const string policy = """
+            apiVersion: v1
+            kind: Namespace
+            metadata: {name: x, labels: {team: a}}
+            ---
+            apiVersion: networking.k8s.io/v1
+            kind: NetworkPolicy
+            metadata: {name: deny, namespace: x}
+            spec: {podSelector: {}}
+            """;
+        File.WriteAllText(_dir.File("policy.yaml"), policy);
+        var source = NewSource();
+        source.ReadNow();
+
+        var snapshot = _store.Snapshot();
+        Assert.Equal("a", Assert.Single(snapshot.Namespaces).Value.Metadata.Labels["team"]);
+        Assert.Equal("x/deny", Assert.Single(snapshot.NetworkPolicies).Key);
+
+        File.WriteAllText(_dir.File("policy.yaml"), policy.Replace("team: a", "team: b", StringComparison.Ordinal).Replace("name: deny", "name: other", StringComparison.Ordinal));
+        source.ReadNow();
+        snapshot = _store.Snapshot();
+        Assert.Equal("b", Assert.Single(snapshot.Namespaces).Value.Metadata.Labels["team"]);
+        Assert.Equal("x/other", Assert.Single(snapshot.NetworkPolicies).Key);
+    }
+
+    [Fact]
     public void Mark_synced_waits_for_a_directory_to_exist()
     {
         var missing = _dir.File("not-yet");

@@ -16,7 +16,14 @@ public sealed record ManifestFile(
     ImmutableArray<V1EndpointSlice> EndpointSlices,
     ImmutableArray<V1Pod> Pods,
     ImmutableArray<ManifestError> Errors,
-    ImmutableArray<IgnoredManifest> Ignored);
+    ImmutableArray<IgnoredManifest> Ignored)
+{
+    /// <summary>Valid NetworkPolicies (networking.k8s.io/v1), namespace defaulted.</summary>
+    public ImmutableArray<V1NetworkPolicy> NetworkPolicies { get; init; } = [];
+
+    /// <summary>Valid Namespaces (cluster-scoped): their labels feed namespaceSelectors.</summary>
+    public ImmutableArray<V1Namespace> Namespaces { get; init; } = [];
+}
 
 /// <summary>A document whose kind the manifest source does not read.</summary>
 /// <param name="Document">1-based document index.</param>

@@ -36,6 +36,8 @@ public static class ManifestParser
     private const string ServiceApiVersion = "v1";
     private const string EndpointSliceApiVersion = "discovery.k8s.io/v1";
     private const string PodApiVersion = "v1";
+    private const string NetworkPolicyApiVersion = "networking.k8s.io/v1";
+    private const string NamespaceApiVersion = "v1";
 
     /// <summary>
     /// True for <c>*.yaml</c>, <c>*.yml</c> and <c>*.json</c> names that do not start with a dot
@@ -132,6 +134,12 @@ public static class ManifestParser
                 return;
             case "Pod":
                 AcceptTyped<V1Pod>(collector, document, described, raw, PodApiVersion, collector.Pods);
+                return;
+            case "NetworkPolicy":
+                AcceptTyped<V1NetworkPolicy>(collector, document, described, raw, NetworkPolicyApiVersion, collector.NetworkPolicies);
+                return;
+            case "Namespace":
+                AcceptTyped<V1Namespace>(collector, document, described, raw, NamespaceApiVersion, collector.Namespaces);
                 return;
         }
 
@@ -364,6 +372,8 @@ public static class ManifestParser
         public List<V1Service> Services { get; } = [];
         public List<V1EndpointSlice> EndpointSlices { get; } = [];
         public List<V1Pod> Pods { get; } = [];
+        public List<V1NetworkPolicy> NetworkPolicies { get; } = [];
+        public List<V1Namespace> Namespaces { get; } = [];
         public List<ManifestError> Errors { get; } = [];
         public List<IgnoredManifest> Ignored { get; } = [];
 
@@ -373,6 +383,10 @@ public static class ManifestParser
             [.. EndpointSlices],
             [.. Pods],
             [.. Errors],
-            [.. Ignored]);
+            [.. Ignored])
+        {
+            NetworkPolicies = [.. NetworkPolicies],
+            Namespaces = [.. Namespaces],
+        };
     }
 }

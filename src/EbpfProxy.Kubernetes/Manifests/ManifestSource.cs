@@ -10,7 +10,7 @@ namespace EbpfProxy.Kubernetes.Manifests;
 
 /// <summary>
 /// Feeds the <see cref="ClusterStore"/> from a directory of Kubernetes manifests: the standalone
-/// mode's source of Services, EndpointSlices and Pods, and the demo's and tests'.
+/// mode's source of Services, EndpointSlices, Pods, NetworkPolicies and Namespaces, and the demo's and tests'.
 /// </summary>
 /// <remarks>
 /// <para>
@@ -256,6 +256,8 @@ public sealed partial class ManifestSource : BackgroundService
         var services = new Dictionary<string, (V1Service Object, string File)>(StringComparer.Ordinal);
         var slices = new Dictionary<string, (V1EndpointSlice Object, string File)>(StringComparer.Ordinal);
         var pods = new Dictionary<string, (V1Pod Object, string File)>(StringComparer.Ordinal);
+        var policies = new Dictionary<string, (V1NetworkPolicy Object, string File)>(StringComparer.Ordinal);
+        var namespaces = new Dictionary<string, (V1Namespace Object, string File)>(StringComparer.Ordinal);
 
         foreach (var (path, entry) in _files)
         {
@@ -269,6 +271,8 @@ public sealed partial class ManifestSource : BackgroundService
             Merge(good.Services, "Service", path, services, errors);
             Merge(good.EndpointSlices, "EndpointSlice", path, slices, errors);
             Merge(good.Pods, "Pod", path, pods, errors);
+            Merge(good.NetworkPolicies, "NetworkPolicy", path, policies, errors);
+            Merge(good.Namespaces, "Namespace", path, namespaces, errors);
         }
 
         var explicitSlices = slices.Values.Select(s => s.Object).ToList();
@@ -290,6 +294,8 @@ public sealed partial class ManifestSource : BackgroundService
         // Errors first: whoever reacts to the store's Changed event sees the matching Errors.
         PublishErrors(errors);
         var before = _store.Snapshot().Version;
+        _store.ReplaceKind(namespaces.Values.Select(n => n.Object));
+        _store.ReplaceKind(policies.Values.Select(p => p.Object));
         _store.ReplaceAll(services.Values.Select(s => s.Object), allSlices, pods.Values.Select(p => p.Object));
         var changed = _store.Snapshot().Version != before;
 

@@ -17,7 +17,8 @@ internal static class ManifestValidator
 
     public static void Normalize(IKubernetesObject<V1ObjectMeta> obj)
     {
-        if (obj.Metadata is { } metadata && string.IsNullOrEmpty(metadata.NamespaceProperty))
+        // Namespaces (and Nodes) are cluster-scoped.
+        if (obj is not (V1Namespace or V1Node) && obj.Metadata is { } metadata && string.IsNullOrEmpty(metadata.NamespaceProperty))
             metadata.NamespaceProperty = ManifestParser.DefaultNamespace;
         if (obj is V1EndpointSlice slice)
             slice.Endpoints ??= [];
@@ -33,6 +34,7 @@ internal static class ManifestValidator
             V1Service service => ValidateService(service),
             V1EndpointSlice slice => ValidateEndpointSlice(slice),
             V1Pod pod => ValidatePod(pod),
+            V1NetworkPolicy policy => policy.Spec is null ? "spec is required" : null,
             _ => null,
         };
     }
