@@ -17,6 +17,10 @@
  *   to_netdev:   tc egress. Reverse NAT of replies that leave the node
  *                without masquerade (eTP Local, client address preserved).
  *
+ * Host role, cgroup sock_addr hooks for the node's own processes (sock.h):
+ *   sock4_connect, sock4_sendmsg: frontend -> backend where the application
+ *                names its peer; sock4_recvmsg, sock4_getpeername: back.
+ *
  * Packets that are not ours continue untouched (TC_ACT_OK). Masqueraded
  * packets are redirected to their egress device (fib.h).
  */
@@ -26,6 +30,7 @@
 #include "lib/lb.h"
 #include "lib/metrics.h"
 #include "lib/fib.h"
+#include "lib/sock.h"
 
 static __always_inline void trace_publish(struct trace_record *tr, __u32 reason)
 {
@@ -107,6 +112,30 @@ SEC("tc")
 int to_netdev(struct __sk_buff *skb)
 {
 	return hook(skb, METRICS_DIR_EGRESS, LB_FROM_NETDEV);
+}
+
+SEC("cgroup/connect4")
+int sock4_connect(struct bpf_sock_addr *ctx)
+{
+	return sock4_translate(ctx);
+}
+
+SEC("cgroup/sendmsg4")
+int sock4_sendmsg(struct bpf_sock_addr *ctx)
+{
+	return sock4_translate(ctx);
+}
+
+SEC("cgroup/recvmsg4")
+int sock4_recvmsg(struct bpf_sock_addr *ctx)
+{
+	return sock4_reverse(ctx);
+}
+
+SEC("cgroup/getpeername4")
+int sock4_getpeername(struct bpf_sock_addr *ctx)
+{
+	return sock4_reverse(ctx);
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -35,6 +35,9 @@
 #ifndef SNAT4_MAX
 #define SNAT4_MAX 262144
 #endif
+#ifndef LB4_SOCK_REVNAT_MAX
+#define LB4_SOCK_REVNAT_MAX 65536
+#endif
 #ifndef LB4_SRC_RANGE_MAX
 #define LB4_SRC_RANGE_MAX 65536
 #endif

@@ -119,6 +119,31 @@ struct lb4_src_range_key {
 	__be32 source_be; /* allowed client prefix */
 };
 
+/* Value of lb_host_config (array, one entry): the node's own network
+ * namespace, whose processes (host network) the socket hooks translate. */
+struct lb_host_config {
+	__u64 netns_cookie; /* 0 = socket hooks off */
+	__u32 flags; /* reserved */
+	__u32 pad;
+};
+
+/* Key of lb4_sock_revnat: a host socket's translated peer (socket cookie,
+ * backend address, port, protocol). */
+struct lb4_sock_key {
+	__u64 cookie;
+	__be32 address_be;
+	__be16 port_be;
+	__u8 proto;
+	__u8 pad;
+};
+
+/* Value of lb4_sock_revnat: the frontend the application asked for. */
+struct lb4_sock_value {
+	__be32 address_be;
+	__be16 port_be;
+	__u16 rev_nat_id;
+};
+
 /* Key of lb4_affinity: a client address pinned to a backend of one service
  * port (sessionAffinity: ClientIP). */
 struct lb4_affinity_key {

@@ -100,6 +100,25 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } lb4_src_range SEC(".maps");
 
+/* The node's network namespace, for the socket hooks, one entry. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, struct lb_host_config);
+	__uint(max_entries, 1);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb_host_config SEC(".maps");
+
+/* Host sockets translated at connect/sendmsg: (cookie, backend) -> frontend,
+ * so recvmsg/getpeername show the application the address it asked for. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct lb4_sock_key);
+	__type(value, struct lb4_sock_value);
+	__uint(max_entries, LB4_SOCK_REVNAT_MAX);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb4_sock_revnat SEC(".maps");
+
 /* Masqueraded connections: the source rewrite each way (see snat4_entry). */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);

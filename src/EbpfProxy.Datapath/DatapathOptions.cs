@@ -36,6 +36,14 @@ public sealed class DatapathOptions
     /// </summary>
     public System.Net.IPAddress? MasqueradeAddress { get; set; }
 
+    /// <summary>
+    /// Translate services for the node's own processes (host network) with cgroup socket hooks.
+    /// </summary>
+    public bool HostServices { get; set; } = true;
+
+    /// <summary>The cgroup v2 directory the socket hooks attach to; null: the cgroup2 mount's root (mounted when absent).</summary>
+    public string? CgroupRoot { get; set; }
+
     /// <summary>How often the interface list is re-scanned for new pod interfaces.</summary>
     public TimeSpan InterfaceScanInterval { get; set; } = TimeSpan.FromSeconds(1);
 

@@ -28,6 +28,9 @@ public class LayoutTests
         { "lb_nat_config", typeof(LbNatConfig) },
         { "lb4_src_range_key", typeof(Lb4SrcRangeKey) },
         { "snat4_entry", typeof(Snat4Entry) },
+        { "lb_host_config", typeof(LbHostConfig) },
+        { "lb4_sock_key", typeof(Lb4SockKey) },
+        { "lb4_sock_value", typeof(Lb4SockValue) },
         { "lb4_affinity_key", typeof(Lb4AffinityKey) },
         { "lb_affinity_value", typeof(LbAffinityValue) },
     };

@@ -24,6 +24,7 @@ public sealed class ProxyScenario : IAsyncDisposable
 
     private readonly Topology _topo;
     private readonly BpfFsMount _bpffs;
+    private readonly TestCgroup _cgroup;
     private readonly List<EchoServer> _servers = [];
     private readonly ITestOutputHelper _output;
 
@@ -32,6 +33,7 @@ public sealed class ProxyScenario : IAsyncDisposable
         _output = output;
         _topo = Topology.Create();
         _bpffs = BpfFsMount.CreateTemp();
+        _cgroup = TestCgroup.Create();
         ManifestDir = Directory.CreateTempSubdirectory("epx-e2e-manifests-").FullName;
     }
 
@@ -158,7 +160,7 @@ public sealed class ProxyScenario : IAsyncDisposable
         string[] source = _kubeconfig is null ? ["--manifests", ManifestDir] : ["--kubeconfig", _kubeconfig];
         Daemon = DaemonProcess.Start(_node.Ns, Binaries.EbpfProxy,
             ["run", .. source, "--bpffs", _bpffs.Path, "--node-name", "node", "--min-sync-interval", "0",
-             "--bpf-dir", Binaries.BpfDir, "--conntrack-max", "65536", .. _extraArgs]);
+             "--bpf-dir", Binaries.BpfDir, "--conntrack-max", "65536", "--cgroup-root", _cgroup.Path, .. _extraArgs]);
         if (!waitForFirstSync)
             return "";
         var m = await Daemon.WaitForOutputAsync(new Regex(@"Sync #1 .*"), TimeSpan.FromSeconds(30));
@@ -166,6 +168,9 @@ public sealed class ProxyScenario : IAsyncDisposable
     }
 
     public NetNs NodeNs => _node.Ns;
+
+    /// <summary>The daemon's socket hooks attach here; processes started by <see cref="TestCgroup.RunAsync"/> are "host network" of the node.</summary>
+    public TestCgroup Cgroup => _cgroup;
 
     /// <summary>GET http://127.0.0.1:10256{path} from inside the node namespace: (status, body).</summary>
     public Task<(int Status, string Body)> GetHealthAsync(string path = "/healthz") => GetAsync(10256, path);
@@ -311,6 +316,7 @@ public sealed class ProxyScenario : IAsyncDisposable
             await s.DisposeAsync();
         _topo.Dispose();
         _bpffs.Dispose();
+        _cgroup.Dispose();
         try
         {
             Directory.Delete(ManifestDir, recursive: true);

@@ -130,7 +130,7 @@ public sealed class TwoNodeTests(ITestOutputHelper output) : IAsyncLifetime
             var daemon = DaemonProcess.Start(node.Ns, Binaries.EbpfProxy,
                 ["run", "--manifests", _manifests, "--bpffs", bpffs.Path, "--node-name", node.Name, "--min-sync-interval", "0",
                  "--bpf-dir", Binaries.BpfDir, "--conntrack-max", "65536", "--cluster-cidr", "10.244.0.0/16",
-                 "--nodeport-addresses", "192.168.50.0/24", "--healthz-bind-address", "127.0.0.1:10256"]);
+                 "--nodeport-addresses", "192.168.50.0/24", "--healthz-bind-address", "127.0.0.1:10256", "--host-services", "false"]);
             _daemons.Add(daemon);
         }
         foreach (var daemon in _daemons)

@@ -52,6 +52,17 @@ public static class StaleCleanup
             }
             if (BpfFsMount.IsMountPoint(dir))
             {
+                // A TestCgroup's cgroup2 mount: its test cgroups outlive the mount, remove them first.
+                foreach (string child in Directory.GetDirectories(dir, Names.Prefix + "-*"))
+                {
+                    try
+                    {
+                        Directory.Delete(child, recursive: false);
+                    }
+                    catch (IOException)
+                    {
+                    }
+                }
                 if (Libc.Umount2(dir, 0) != 0)
                 {
                     Libc.Umount2(dir, Libc.MNT_DETACH);

@@ -56,7 +56,9 @@ internal static class Demo
 
             Step($"Starting ebpf-proxy in node-1 (bpffs {bpffs.Path}, manifests {manifestDir})");
             daemon = DaemonProcess.Start(node.Ns, exe,
-                ["run", "--manifests", manifestDir, "--bpffs", bpffs.Path, "--node-name", "node-1", "--min-sync-interval", "0.1"]);
+                ["run", "--manifests", manifestDir, "--bpffs", bpffs.Path, "--node-name", "node-1", "--min-sync-interval", "0.1",
+                 // The demo leaves the machine's cgroups alone: no socket hooks for host processes.
+                 "--host-services", "false"]);
             await daemon.WaitForOutputAsync(new Regex(@"Sync #1 .*[1-9]\d* writes"), TimeSpan.FromSeconds(30), ct);
             await WaitForAttachments(daemon, 4, ct);
             foreach (var line in daemon.Output)

@@ -14,6 +14,7 @@ public sealed class LoadedDatapath : IDisposable
         ToPod = obj.GetProgram(ProgramNames.ToPod);
         FromNetdev = obj.GetProgram(ProgramNames.FromNetdev);
         ToNetdev = obj.GetProgram(ProgramNames.ToNetdev);
+        SockPrograms = [.. ProgramNames.Sock.Select(p => (obj.GetProgram(p.Name), p.Type))];
         Maps = LbMaps.FromObject(obj);
     }
 
@@ -22,6 +23,10 @@ public sealed class LoadedDatapath : IDisposable
     public BpfProgram ToPod { get; }
     public BpfProgram FromNetdev { get; }
     public BpfProgram ToNetdev { get; }
+
+    /// <summary>The socket hooks for the node's own processes and where each attaches.</summary>
+    public IReadOnlyList<(BpfProgram Program, BpfAttachType Type)> SockPrograms { get; }
+
     public LbMaps Maps { get; }
 
     public void Dispose()
@@ -40,8 +45,17 @@ public static class ProgramNames
     public const string FromNetdev = "from_netdev";
     public const string ToNetdev = "to_netdev";
 
-    /// <summary>Every entry point, for cleanup and pinning.</summary>
+    /// <summary>Every tc entry point, for cleanup and pinning.</summary>
     public static IReadOnlyList<string> All { get; } = [FromPod, ToPod, FromNetdev, ToNetdev];
+
+    /// <summary>The cgroup sock_addr hooks (host-network processes) and their attach types.</summary>
+    public static IReadOnlyList<(string Name, BpfAttachType Type)> Sock { get; } =
+    [
+        ("sock4_connect", BpfAttachType.CgroupInet4Connect),
+        ("sock4_sendmsg", BpfAttachType.CgroupUdp4Sendmsg),
+        ("sock4_recvmsg", BpfAttachType.CgroupUdp4Recvmsg),
+        ("sock4_getpeername", BpfAttachType.CgroupInet4GetPeerName),
+    ];
 }
 
 /// <summary>

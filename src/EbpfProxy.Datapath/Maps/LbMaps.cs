@@ -20,6 +20,8 @@ public sealed class LbMaps : IDisposable
     public const string NatConfigMap = "lb_nat_config";
     public const string SourceRangeMap = "lb4_src_range";
     public const string SnatMap = "snat4";
+    public const string HostConfigMap = "lb_host_config";
+    public const string SockRevNatMap = "lb4_sock_revnat";
 
 
     private readonly IReadOnlyList<IDisposable> _owned;
@@ -38,6 +40,8 @@ public sealed class LbMaps : IDisposable
         NatConfig = open(NatConfigMap).As<uint, LbNatConfig>();
         SourceRanges = open(SourceRangeMap).As<Lb4SrcRangeKey, uint>();
         Snat4 = open(SnatMap).As<Ct4Key, Snat4Entry>();
+        HostConfig = open(HostConfigMap).As<uint, LbHostConfig>();
+        SockRevNat = open(SockRevNatMap).As<Lb4SockKey, Lb4SockValue>();
         _owned = owned ?? [];
     }
 
@@ -53,6 +57,8 @@ public sealed class LbMaps : IDisposable
     public BpfMap<uint, LbNatConfig> NatConfig { get; }
     public BpfMap<Lb4SrcRangeKey, uint> SourceRanges { get; }
     public BpfMap<Ct4Key, Snat4Entry> Snat4 { get; }
+    public BpfMap<uint, LbHostConfig> HostConfig { get; }
+    public BpfMap<Lb4SockKey, Lb4SockValue> SockRevNat { get; }
 
     /// <summary>The maps of a loaded object.</summary>
     public static LbMaps FromObject(BpfObject obj) => new(name => obj.GetMap(name).Map);

@@ -119,6 +119,35 @@ public struct Lb4SrcRangeKey
     public Be32Address SourceBe;
 }
 
+/// <summary>struct lb_host_config: the node's network namespace, for the socket hooks.</summary>
+[StructLayout(LayoutKind.Sequential)]
+public struct LbHostConfig
+{
+    public ulong NetnsCookie;
+    public uint Flags;
+    public uint Pad;
+}
+
+/// <summary>struct lb4_sock_key: a host socket's translated peer.</summary>
+[StructLayout(LayoutKind.Sequential)]
+public struct Lb4SockKey
+{
+    public ulong Cookie;
+    public Be32Address AddressBe;
+    public Be16 PortBe;
+    public byte Proto;
+    public byte Pad;
+}
+
+/// <summary>struct lb4_sock_value: the frontend the application asked for.</summary>
+[StructLayout(LayoutKind.Sequential)]
+public struct Lb4SockValue
+{
+    public Be32Address AddressBe;
+    public Be16 PortBe;
+    public ushort RevNatId;
+}
+
 /// <summary>struct lb4_affinity_key: a client pinned to a backend of one service port.</summary>
 [StructLayout(LayoutKind.Sequential)]
 public struct Lb4AffinityKey

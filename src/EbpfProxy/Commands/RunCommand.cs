@@ -48,13 +48,19 @@ internal static class RunCommand
         var clusterCidr = new Option<string?>("--cluster-cidr") { Description = "the pods' CIDR: ClusterIP traffic from outside it is masqueraded (kube-proxy's --cluster-cidr)" };
         var masqueradeAll = new Option<bool>("--masquerade-all") { Description = "masquerade all service traffic, pods included (kube-proxy's --masquerade-all)" };
         var masqueradeAddress = new Option<string?>("--masquerade-address") { Description = "the address masqueraded traffic leaves with (default: the node's primary address)" };
+        var hostServices = new Option<bool>("--host-services")
+        {
+            Description = "translate services for the node's own processes (host network) with cgroup socket hooks",
+            DefaultValueFactory = _ => true,
+        };
+        var cgroupRoot = new Option<string?>("--cgroup-root") { Description = "cgroup v2 directory the socket hooks attach to (default: the cgroup2 mount, mounted at /run/ebpf-proxy/cgroupv2 when absent)" };
         var healthz = new Option<string>("--healthz-bind-address") { Description = "where /healthz and /livez are served; empty disables", DefaultValueFactory = _ => "0.0.0.0:10256" };
         var ctMax = new Option<uint>("--conntrack-max") { Description = "conntrack map size", DefaultValueFactory = _ => 524288u };
 
         var cmd = new Command("run", "run the proxy daemon on this node")
         {
             manifests, kubeconfig, nodeName, bpffs, bpfDir, podInterfaces, netdevInterfaces, minSync, syncPeriod, serviceCidr, clusterCidr,
-            masqueradeAll, masqueradeAddress, nodePortAddresses, healthz, ctMax,
+            masqueradeAll, masqueradeAddress, nodePortAddresses, hostServices, cgroupRoot, healthz, ctMax,
         };
         cmd.SetAction(async (parse, ct) =>
         {
@@ -74,6 +80,8 @@ internal static class RunCommand
                 PodInterfaces = [.. parse.GetValue(podInterfaces)!.SelectMany(s => s.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))],
                 NetdevInterfaces = [.. (parse.GetValue(netdevInterfaces) ?? []).SelectMany(s => s.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))],
                 MasqueradeAll = parse.GetValue(masqueradeAll),
+                HostServices = parse.GetValue(hostServices),
+                CgroupRoot = parse.GetValue(cgroupRoot),
                 ConntrackMax = parse.GetValue(ctMax),
             };
             try

@@ -1,3 +1,4 @@
+using LibBpf.Net;
 using System.Diagnostics;
 using EbpfProxy.Core.Cluster;
 using EbpfProxy.Core.Health;
@@ -65,7 +66,7 @@ public sealed partial class ProxyService : BackgroundService
         using (datapath)
         {
             var attacher = new InterfaceAttacher(InterfaceAttacher.DefaultRoles(datapath, _datapathOptions), _loggers.CreateLogger<InterfaceAttacher>());
-            var attachLoop = AttachLoopAsync(attacher, stoppingToken);
+            var attachLoop = AttachLoopAsync(attacher, datapath, stoppingToken);
 
             var syncer = new LbSyncer(datapath.Maps, new LbLimits(_datapathOptions.BackendsMax, (ushort)Math.Min(_datapathOptions.RevNatMax - 1, ushort.MaxValue)), _loggers.CreateLogger<LbSyncer>());
             var translator = new ServiceTranslator(new NodeContext(_options.NodeName));
@@ -239,11 +240,25 @@ public sealed partial class ProxyService : BackgroundService
     [LoggerMessage(EventId = 7, Level = LogLevel.Error, Message = "Conntrack purge failed; it is retried with the next removal or full sync")]
     private static partial void LogPurgeFailed(ILogger logger, Exception ex);
 
-    private async Task AttachLoopAsync(InterfaceAttacher attacher, CancellationToken ct)
+    private async Task AttachLoopAsync(InterfaceAttacher attacher, LoadedDatapath datapath, CancellationToken ct)
     {
         // Programs are attached (or replace a predecessor's) only once the maps hold the cluster's
         // state: a program that saw maps still empty would pass service traffic untranslated.
         await _firstSync.Task.WaitAsync(ct).ConfigureAwait(false);
+        if (_datapathOptions.HostServices)
+        {
+            try
+            {
+                var logger = _loggers.CreateLogger("EbpfProxy.Datapath.HostServices");
+                HostServices.Attach(datapath, _datapathOptions.PinPath, HostServices.ResolveCgroup(_datapathOptions.CgroupRoot, logger),
+                    HostServices.CurrentNetnsCookie(), logger);
+            }
+            catch (Exception ex) when (ex is BpfException or IOException or UnauthorizedAccessException or InvalidOperationException or System.Net.Sockets.SocketException)
+            {
+                // Pods and outside clients are served regardless; host-network processes are not.
+                LogHostServicesFailed(_logger, ex);
+            }
+        }
         using var timer = new PeriodicTimer(_datapathOptions.InterfaceScanInterval, _time);
         var lastFullCheck = DateTimeOffset.MinValue;
         do
@@ -264,6 +279,9 @@ public sealed partial class ProxyService : BackgroundService
         }
         while (await timer.WaitForNextTickAsync(ct).ConfigureAwait(false));
     }
+
+    [LoggerMessage(EventId = 9, Level = LogLevel.Error, Message = "Could not attach the socket hooks: host-network processes reaching services are not translated")]
+    private static partial void LogHostServicesFailed(ILogger logger, Exception ex);
 
     [LoggerMessage(EventId = 1, Level = LogLevel.Critical, Message = "Could not load the datapath")]
     private static partial void LogLoadFailed(ILogger logger, Exception ex);

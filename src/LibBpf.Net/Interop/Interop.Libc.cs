@@ -32,6 +32,19 @@ internal static partial class Interop
         [LibraryImport(Libraries.Libc, EntryPoint = "unlink", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
         private static partial int unlink(string path);
 
+        [LibraryImport(Libraries.Libc, EntryPoint = "open", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+        private static partial int open(string path, int flags);
+
+        private const int O_RDONLY = 0, O_DIRECTORY = 0x10000, O_CLOEXEC = 0x80000;
+
+        /// <summary>An fd for a directory (a cgroup, as attach target).</summary>
+        internal static SafeBpfFdHandle OpenDirectory(string path)
+        {
+            int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+            ThrowIfMinusOneErrno(fd, "open", "path", path);
+            return new SafeBpfFdHandle(fd, ownsHandle: true);
+        }
+
         internal static void Unlink(string path) =>
             ThrowIfMinusOneErrno(unlink(path), "unlink", "path", path);
 

@@ -75,7 +75,7 @@ public sealed class PolicyModel : IAsyncDisposable
             m.Daemon = DaemonProcess.Start(m._node.Ns, Binaries.EbpfProxy,
                 ["run", "--manifests", m.ManifestDir, "--bpffs", m._bpffs.Path, "--node-name", "node", "--min-sync-interval", "0",
                  "--bpf-dir", Binaries.BpfDir, "--conntrack-max", "65536", "--cluster-cidr", "10.244.0.0/16",
-                 "--healthz-bind-address", "127.0.0.1:10256"]);
+                 "--healthz-bind-address", "127.0.0.1:10256", "--host-services", "false"]);
             await m.Daemon.WaitForOutputAsync(new Regex("Sync #1 "), TimeSpan.FromSeconds(30));
             var sw = Stopwatch.StartNew();
             while (m.Daemon.Output.Count(l => l.Contains("Attached the pod programs", StringComparison.Ordinal)) < m.Pods.Count)
