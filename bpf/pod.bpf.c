@@ -4,9 +4,11 @@
  * pair, through a clsact qdisc.
  *
  *   from_pod: tc ingress on the host-side veth = packets the pod sends.
- *             Service DNAT (conntrack first, then frontend lookup).
+ *             Service DNAT (conntrack first, then frontend lookup), then the
+ *             pod's egress policy on the translated flow.
  *   to_pod:   tc egress on the host-side veth = packets delivered to the pod.
- *             Reverse NAT of replies from backends.
+ *             Reverse NAT of replies from backends, then the pod's ingress
+ *             policy.
  *
  * Packets that are not ours continue untouched (TC_ACT_OK).
  */
@@ -14,6 +16,7 @@
 #include "lib/maps.h"
 #include "lib/parse.h"
 #include "lib/lb.h"
+#include "lib/policy.h"
 #include "lib/metrics.h"
 
 static __always_inline void trace_publish(struct trace_record *tr, __u32 reason)
@@ -59,6 +62,7 @@ static __always_inline int pod_hook(struct __sk_buff *skb, __u32 dir)
 	case PARSE_OK:
 		reason = dir == METRICS_DIR_INGRESS ? lb4_from_client(skb, &p, &tr, trace)
 						    : lb4_to_client(skb, &p, &tr, trace);
+		reason = policy4_enforce(skb, &p, reason, dir == METRICS_DIR_INGRESS, &tr, trace);
 		break;
 	case PARSE_INVALID:
 		reason = REASON_DROP_INVALID;

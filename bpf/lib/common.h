@@ -32,5 +32,14 @@
 #ifndef CT4_MAX
 #define CT4_MAX 524288
 #endif
+#ifndef POL_IPCACHE_MAX
+#define POL_IPCACHE_MAX 262144
+#endif
+#ifndef POL_ENDPOINTS_MAX
+#define POL_ENDPOINTS_MAX 16384
+#endif
+#ifndef POL_RULES_MAX
+#define POL_RULES_MAX 262144
+#endif
 
 #endif

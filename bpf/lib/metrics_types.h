@@ -31,6 +31,8 @@ enum reason {
 	REASON_DROP_REJECT_FAILED = 136, /* could not build the ICMP error */
 	REASON_DROP_NO_LOCAL_ENDPOINT = 137, /* traffic policy Local, endpoints only on other nodes */
 	REASON_DROP_SCTP_PORT = 138, /* SCTP needs its port changed: unsupported (CRC32c) */
+	REASON_DROP_POLICY_INGRESS = 139, /* NetworkPolicy: the destination pod's ingress admits no such flow */
+	REASON_DROP_POLICY_EGRESS = 140, /* NetworkPolicy: the source pod's egress admits no such flow */
 	REASON_MAX = 256,
 };
 

@@ -8,6 +8,8 @@ public enum CtDirection : byte
 {
     Service = 1,
     Reply = 2,
+    /// <summary>A connection a local pod's policy admitted, keyed as that pod sees it (pod first).</summary>
+    Policy = 5,
 }
 
 [Flags]
@@ -16,6 +18,8 @@ public enum CtFlags : ushort
     None = 0,
     SeenReply = 1 << 0,
     Closing = 1 << 1,
+    /// <summary>Policy entries: the peer opened the connection (else the pod did).</summary>
+    PolicyInbound = 1 << 3,
 }
 
 /// <summary>struct ct4_key.</summary>

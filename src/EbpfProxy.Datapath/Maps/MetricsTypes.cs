@@ -26,6 +26,8 @@ public enum Reason : byte
     DropRejectFailed = 136,
     DropNoLocalEndpoint = 137,
     DropSctpPort = 138,
+    PolicyIngressDenied = 139,
+    PolicyEgressDenied = 140,
 }
 
 public enum MetricsDirection : byte
@@ -71,6 +73,8 @@ public static class ReasonInfo
         Reason.DropRejectFailed => "reject_failed",
         Reason.DropNoLocalEndpoint => "no_local_endpoint",
         Reason.DropSctpPort => "sctp_port_translation_unsupported",
+        Reason.PolicyIngressDenied => "policy_ingress_denied",
+        Reason.PolicyEgressDenied => "policy_egress_denied",
         _ => $"reason_{(byte)reason}",
     };
 }
@@ -88,7 +92,7 @@ public enum TraceFlags : ushort
 
 /// <summary>struct trace_record: the decision of the last traced packet.</summary>
 [StructLayout(LayoutKind.Sequential)]
-public struct TraceRecord
+public unsafe struct TraceRecord
 {
     /// <summary>TRACE_MARK: skb->mark of a traced packet.</summary>
     public const uint Mark = 0x7eb9f00d;
@@ -98,4 +102,8 @@ public struct TraceRecord
     public ushort RevNatId;
     public TraceFlags Flags;
     public uint Seq;
+    public uint PolicyEndpoint;
+    public uint PolicyIdentity;
+    public PolicyVerdict PolicyVerdict;
+    public fixed byte PolicyPad[3];
 }
