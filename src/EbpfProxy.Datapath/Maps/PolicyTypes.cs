@@ -69,7 +69,7 @@ public struct PolEndpoint
     public PolicyIsolation Flags;
 }
 
-/// <summary>struct pol_rule_key (LPM trie key; see <see cref="Policy.PolicyRule"/> for the prefix lengths).</summary>
+/// <summary>struct pol_rule_key (LPM trie key; <see cref="Policy.PolicyRule"/> is its model).</summary>
 [StructLayout(LayoutKind.Sequential)]
 public struct PolRuleKey
 {
