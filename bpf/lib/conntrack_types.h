@@ -28,8 +28,8 @@ struct ct4_key {
 struct ct_entry {
 	__u64 last_seen_ns; /* bpf_ktime_get_ns() of the last refresh */
 	__u64 created_ns;
-	__u32 backend_id; /* CT_DIR_SERVICE: the chosen backend */
-	__u16 rev_nat_id; /* both directions: the service's rev-NAT id */
+	__u32 backend_id; /* CT_DIR_SERVICE: the chosen backend; CT_DIR_POLICY: the peer's address (__be32) */
+	__u16 rev_nat_id; /* service entries: the service's rev-NAT id; CT_DIR_POLICY: the peer's port (__be16) */
 	__u16 flags; /* CT_F_* */
 	__u64 packets;
 };

@@ -16,6 +16,13 @@
  * the replies on its own. (Cilium also tracks per endpoint and direction,
  * bpf/lib/conntrack.h; there a reply costs a lookup of the reversed tuple.)
  *
+ * The entry also records the real peer (address and port after the service
+ * path's translation: the backend a client's packets went to, or the sender
+ * of what a server received) in backend_id / rev_nat_id, which policy entries
+ * do not otherwise use. A packet whose real peer differs from the entry's is
+ * judged again: a service flow that moved to another backend (its backend went
+ * away) is a new flow as far as policy goes.
+ *
  * The service entries (CT_DIR_SERVICE / CT_DIR_REPLY) are written by
  * lb4_from_client before policy has judged the flow, so they do not say that
  * policy admitted it and are not used here.
@@ -83,7 +90,8 @@ static __always_inline __u32 policy4_enforce(struct __sk_buff *skb, const struct
 	struct pol_endpoint *ep;
 	struct ct4_key key;
 	struct ct_entry *ct;
-	__be32 local;
+	__be32 local, peer;
+	__be16 peer_port;
 	__u64 now;
 	__u8 verdict;
 
@@ -99,14 +107,17 @@ static __always_inline __u32 policy4_enforce(struct __sk_buff *skb, const struct
 		return reason;
 	tr->policy_endpoint = ep->endpoint_id;
 
+	/* The real peer: where the pod's packet goes after translation, or who sent
+	 * what it receives, before the reverse translation. */
+	peer = from_pod ? post.daddr : p->saddr;
+	peer_port = from_pod ? post.dport : p->sport;
 	if (from_pod)
 		ct4_key_make(&key, p->saddr, p->daddr, p->sport, p->dport, p->proto, CT_DIR_POLICY);
 	else
 		ct4_key_make(&key, post.daddr, post.saddr, post.dport, post.sport, post.proto, CT_DIR_POLICY);
 	now = bpf_ktime_get_ns();
 	ct = bpf_map_lookup_elem(&ct4, &key);
-	/* A service flow moved to another backend (its backend went away) is judged again. */
-	if (ct && ct_entry_live(ct, p, now) && (!from_pod || ct->backend_id == tr->backend_id)) {
+	if (ct && ct_entry_live(ct, p, now) && ct->backend_id == peer && ct->rev_nat_id == peer_port) {
 		tr->policy_verdict = POL_VERDICT_TRACKED;
 		if (!trace)
 			ct_entry_touch(ct, p, now);
@@ -117,7 +128,7 @@ static __always_inline __u32 policy4_enforce(struct __sk_buff *skb, const struct
 		/* Open in this direction; tracked so that the other one admits the replies. */
 		verdict = POL_VERDICT_NOT_ISOLATED;
 	} else {
-		__u32 identity = policy_identity_of(from_pod ? post.daddr : p->saddr);
+		__u32 identity = policy_identity_of(peer);
 
 		tr->policy_identity = identity;
 		if (!from_pod && identity == POL_ID_HOST)
@@ -133,7 +144,8 @@ static __always_inline __u32 policy4_enforce(struct __sk_buff *skb, const struct
 		struct ct_entry entry = {
 			.last_seen_ns = now,
 			.created_ns = now,
-			.backend_id = from_pod ? tr->backend_id : 0,
+			.backend_id = peer,
+			.rev_nat_id = peer_port,
 			.flags = from_pod ? 0 : CT_F_POLICY_INBOUND,
 		};
 
