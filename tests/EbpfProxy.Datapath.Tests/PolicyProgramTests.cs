@@ -297,4 +297,19 @@ public class PolicyProgramTests
         var tracked = Tracing.PacketTracer.Run(dp.Options.PinPath, new Tracing.TraceRequest(R, 40000, B, 8080, L4Protocol.Tcp, Tracing.TraceHook.ToPod));
         Assert.Equal(PolicyVerdict.Tracked, tracked.Policy?.Verdict);
     }
+
+    [PrivilegedFact]
+    public void ATraceRecordPinnedWithTheOlderLayoutIsReplacedAtLoad()
+    {
+        using var dp = new PodDatapath();
+        // What a daemon from before trace_record grew its policy fields left pinned (16-byte records).
+        var pin = Path.Combine(dp.Options.PinPath, LbMaps.TraceMap);
+        File.Delete(pin);
+        Cmd.Run("bpftool", "map", "create", pin, "type", "array", "key", "4", "value", "16", "entries", "1", "name", LbMaps.TraceMap);
+
+        using var upgraded = Loading.DatapathLoader.Load(dp.Options, Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance);
+        using var pinned = LibBpf.Net.BpfMap.OpenPinned(pin);
+        Assert.Equal((uint)System.Runtime.CompilerServices.Unsafe.SizeOf<TraceRecord>(), pinned.ValueSize);
+        Assert.Equal("forward", Tracing.PacketTracer.Run(dp.Options.PinPath, new Tracing.TraceRequest(R, 40000, B, 80, L4Protocol.Tcp, Tracing.TraceHook.ToPod)).Verdict);
+    }
 }
