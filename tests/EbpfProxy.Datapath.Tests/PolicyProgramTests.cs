@@ -196,7 +196,7 @@ public class PolicyProgramTests
         // B cannot answer what it never admitted.
         AssertVerdict(PodDatapath.TcActShot, dp.FromPod(PacketBuilder.Tcp(B, 8080, A, 40000, TcpFlags.Syn | TcpFlags.Ack)), "B -> A without B's entry");
 
-        var writer = Seed(dp, State(both, both, PolicyRule.SinglePort(EpA, IdB, Out, L4Protocol.Tcp, 8080), PolicyRule.SinglePort(EpB, IdA, In, L4Protocol.Tcp, 8080)));
+        Seed(dp, State(both, both, PolicyRule.SinglePort(EpA, IdB, Out, L4Protocol.Tcp, 8080), PolicyRule.SinglePort(EpB, IdA, In, L4Protocol.Tcp, 8080)));
         AssertVerdict(PodDatapath.TcActOk, dp.FromPod(PacketBuilder.Tcp(A, 40001, B, 8080)), "A -> B, A's egress");
         AssertVerdict(PodDatapath.TcActOk, dp.ToPod(PacketBuilder.Tcp(A, 40001, B, 8080)), "A -> B, B's ingress");
         AssertVerdict(PodDatapath.TcActOk, dp.FromPod(PacketBuilder.Tcp(B, 8080, A, 40001, TcpFlags.Syn | TcpFlags.Ack)), "B -> A reply, B's egress");
@@ -204,7 +204,6 @@ public class PolicyProgramTests
         var owners = PolicyEntries(dp).Where(e => e.Key.SportBe.ToHost() == 40001 || e.Key.DportBe.ToHost() == 40001)
             .Select(e => (e.Key.SaddrBe.ToAddress().ToString(), (e.Value.Flags & CtFlags.PolicyInbound) != 0)).Order().ToList();
         Assert.Equal(new[] { (A.ToString(), false), (B.ToString(), true) }.Order(), owners);
-        Assert.NotNull(writer.Current);
     }
 
     [PrivilegedFact]
