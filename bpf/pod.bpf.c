@@ -6,9 +6,10 @@
  * Pod role, on the host-side end of a pod's veth pair:
  *   from_pod:    tc ingress = packets the pod sends. Service DNAT (conntrack
  *                first, then frontend lookup), masquerade where kube-proxy
- *                would, and replies of masqueraded flows to the node.
+ *                would, and replies of masqueraded flows to the node; then
+ *                the pod's egress policy on the translated flow.
  *   to_pod:      tc egress = packets delivered to the pod. Reverse NAT of
- *                replies from backends.
+ *                replies from backends, then the pod's ingress policy.
  * Netdev role, on the node's network devices (traffic from other nodes and
  * from outside the cluster):
  *   from_netdev: tc ingress. NodePort / ExternalIP / LB / ClusterIP frontends
@@ -28,6 +29,7 @@
 #include "lib/maps.h"
 #include "lib/parse.h"
 #include "lib/lb.h"
+#include "lib/policy.h"
 #include "lib/metrics.h"
 #include "lib/fib.h"
 #include "lib/sock.h"
@@ -79,6 +81,10 @@ static __always_inline int hook(struct __sk_buff *skb, __u32 dir, enum lb_source
 	case PARSE_OK:
 		reason = dir == METRICS_DIR_INGRESS ? lb4_from_client(skb, &p, &tr, trace, source, &out)
 						    : lb4_to_client(skb, &p, &tr, trace);
+		/* NetworkPolicy belongs to pods: a local pod's ingress is judged at its
+		 * to_pod whichever way the packet came in. */
+		if (source == LB_FROM_POD)
+			reason = policy4_enforce(skb, &p, reason, dir == METRICS_DIR_INGRESS, &tr, trace);
 		break;
 	case PARSE_INVALID:
 		reason = REASON_DROP_INVALID;

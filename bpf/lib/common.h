@@ -41,5 +41,14 @@
 #ifndef LB4_SRC_RANGE_MAX
 #define LB4_SRC_RANGE_MAX 65536
 #endif
+#ifndef POL_IPCACHE_MAX
+#define POL_IPCACHE_MAX 262144
+#endif
+#ifndef POL_ENDPOINTS_MAX
+#define POL_ENDPOINTS_MAX 16384
+#endif
+#ifndef POL_RULES_MAX
+#define POL_RULES_MAX 262144
+#endif
 
 #endif

@@ -10,6 +10,7 @@
 #define CT_DIR_REPLY 2 /* backend -> client, as the reply is sent */
 #define CT_DIR_SNAT_OUT 3 /* snat4: client -> VIP:port; holds the masquerade source */
 #define CT_DIR_SNAT_IN 4 /* snat4: backend -> node:nat_port; holds the client */
+#define CT_DIR_POLICY 5 /* a connection a local pod's policy admitted, as that pod sees it (policy.h) */
 
 struct ct4_key {
 	__be32 saddr_be;
@@ -25,12 +26,13 @@ struct ct4_key {
 #define CT_F_SEEN_REPLY (1u << 0)
 #define CT_F_CLOSING (1u << 1) /* FIN or RST seen */
 #define CT_F_SNAT (1u << 2) /* masqueraded: the snat4 entries hold the source rewrite */
+#define CT_F_POLICY_INBOUND (1u << 3) /* CT_DIR_POLICY: the peer opened it (else the pod did) */
 
 struct ct_entry {
 	__u64 last_seen_ns; /* bpf_ktime_get_ns() of the last refresh */
 	__u64 created_ns;
-	__u32 backend_id; /* CT_DIR_SERVICE: the chosen backend */
-	__u16 rev_nat_id; /* both directions: the service's rev-NAT id */
+	__u32 backend_id; /* CT_DIR_SERVICE: the chosen backend; CT_DIR_POLICY: the peer's address (__be32) */
+	__u16 rev_nat_id; /* service entries: the service's rev-NAT id; CT_DIR_POLICY: the peer's port (__be16) */
 	__u16 flags; /* CT_F_* */
 	__u64 packets;
 };

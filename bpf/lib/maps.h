@@ -13,6 +13,7 @@
 #include "conntrack_types.h"
 #include "metrics_types.h"
 #include "trace_types.h"
+#include "policy_types.h"
 
 /* Frontends and their backend slots: (VIP, port, proto, scope, slot) -> entry. */
 struct {
@@ -145,5 +146,35 @@ struct {
 	__uint(max_entries, REASON_MAX * METRICS_DIR_MAX);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } metrics SEC(".maps");
+
+/* NetworkPolicy: address prefix -> identity of the peer (LPM; no match = world). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__type(key, struct pol_ipcache_key);
+	__type(value, struct pol_ipcache_entry);
+	__uint(max_entries, POL_IPCACHE_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} pol_ipcache SEC(".maps");
+
+/* NetworkPolicy: local pod address -> endpoint id and isolation; absent = not isolated. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, __be32);
+	__type(value, struct pol_endpoint);
+	__uint(max_entries, POL_ENDPOINTS_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} pol_endpoints SEC(".maps");
+
+/* NetworkPolicy: what isolated pods admit, (endpoint, identity, dir, proto, port prefix) (LPM). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__type(key, struct pol_rule_key);
+	__type(value, struct pol_rule);
+	__uint(max_entries, POL_RULES_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} pol_rules SEC(".maps");
 
 #endif

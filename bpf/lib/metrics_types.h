@@ -32,7 +32,8 @@ enum reason {
 	REASON_DROP_REJECT_FAILED = 136, /* could not build the ICMP error */
 	REASON_DROP_NO_LOCAL_ENDPOINT = 137, /* traffic policy Local, endpoints only on other nodes */
 	REASON_DROP_SCTP_PORT = 138, /* SCTP needs its port changed: unsupported (CRC32c) */
-	/* 139, 140: NetworkPolicy (policy_types.h) */
+	REASON_DROP_POLICY_INGRESS = 139, /* NetworkPolicy: the destination pod's ingress admits no such flow */
+	REASON_DROP_POLICY_EGRESS = 140, /* NetworkPolicy: the source pod's egress admits no such flow */
 	REASON_DROP_SOURCE_RANGE = 141, /* LB ingress IP, client outside loadBalancerSourceRanges */
 	REASON_DROP_SNAT_PORT = 142, /* masquerade: no free node port for this flow */
 	REASON_MAX = 256,

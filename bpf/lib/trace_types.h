@@ -26,6 +26,11 @@ struct trace_record {
 	__u16 rev_nat_id; /* matched frontend (or conntrack entry), 0 if none */
 	__u16 flags; /* TRACE_F_* */
 	__u32 seq; /* bumped by every traced packet */
+	/* NetworkPolicy (policy.h); appended, as every later field must be. */
+	__u32 policy_endpoint; /* the local pod's endpoint id, 0 if it has no isolation */
+	__u32 policy_identity; /* the remote identity a new flow was judged against */
+	__u8 policy_verdict; /* POL_VERDICT_* (policy_types.h) */
+	__u8 policy_pad[3];
 };
 
 #endif

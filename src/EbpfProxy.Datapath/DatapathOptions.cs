@@ -58,6 +58,13 @@ public sealed class DatapathOptions
     public uint RevNatMax { get; set; } = 65536;
     public uint ConntrackMax { get; set; } = 524288;
 
+    /// <summary>NetworkPolicy: address prefixes with an identity (every pod of the cluster, ipBlocks, node addresses).</summary>
+    public uint PolicyIpcacheMax { get; set; } = 262144;
+    /// <summary>NetworkPolicy: local pods some policy selects.</summary>
+    public uint PolicyEndpointsMax { get; set; } = 16384;
+    /// <summary>NetworkPolicy: rule entries of all local endpoints.</summary>
+    public uint PolicyRulesMax { get; set; } = 262144;
+
     public void Validate()
     {
         if (string.IsNullOrWhiteSpace(BpfFsRoot) || !Path.IsPathRooted(BpfFsRoot))
@@ -74,7 +81,7 @@ public sealed class DatapathOptions
             throw new ArgumentException($"--cluster-cidr {cc}: only IPv4 is supported so far");
         if (MasqueradeAddress is { } ma && ma.AddressFamily != System.Net.Sockets.AddressFamily.InterNetwork)
             throw new ArgumentException($"--masquerade-address {ma}: only IPv4 is supported so far");
-        if (ServicesMax == 0 || BackendsMax == 0 || ConntrackMax == 0)
+        if (ServicesMax == 0 || BackendsMax == 0 || ConntrackMax == 0 || PolicyIpcacheMax == 0 || PolicyEndpointsMax == 0 || PolicyRulesMax == 0)
             throw new ArgumentException("map sizes must be positive");
     }
 }

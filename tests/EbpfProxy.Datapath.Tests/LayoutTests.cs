@@ -33,6 +33,12 @@ public class LayoutTests
         { "lb4_sock_value", typeof(Lb4SockValue) },
         { "lb4_affinity_key", typeof(Lb4AffinityKey) },
         { "lb_affinity_value", typeof(LbAffinityValue) },
+        { "trace_record", typeof(TraceRecord) },
+        { "pol_ipcache_key", typeof(PolIpcacheKey) },
+        { "pol_ipcache_entry", typeof(PolIpcacheEntry) },
+        { "pol_endpoint", typeof(PolEndpoint) },
+        { "pol_rule_key", typeof(PolRuleKey) },
+        { "pol_rule", typeof(PolRule) },
     };
 
     [Theory]

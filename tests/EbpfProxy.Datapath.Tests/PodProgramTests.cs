@@ -392,17 +392,7 @@ public class PodProgramTests
     /// <summary>CLOCK_MONOTONIC in nanoseconds: what bpf_ktime_get_ns() returns.</summary>
     private static ulong KernelNow() => (ulong)(System.Diagnostics.Stopwatch.GetTimestamp() * (1_000_000_000.0 / System.Diagnostics.Stopwatch.Frequency));
 
-    /// <summary>Ethernet + IPv4 + an SCTP common header and a tiny DATA chunk (CRC32c left as given: the datapath must not touch it).</summary>
-    private static byte[] Sctp(IPAddress src, ushort sport, IPAddress dst, ushort dport)
-    {
-        var sctp = new byte[12 + 16];
-        System.Buffers.Binary.BinaryPrimitives.WriteUInt16BigEndian(sctp, sport);
-        System.Buffers.Binary.BinaryPrimitives.WriteUInt16BigEndian(sctp.AsSpan(2), dport);
-        System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(sctp.AsSpan(4), 0xdeadbeef); // verification tag
-        System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(sctp.AsSpan(8), 0x12345678); // CRC32c
-        sctp[12] = 0; // DATA chunk
-        return PacketBuilder.Ipv4(src, dst, 132, sctp);
-    }
+    private static byte[] Sctp(IPAddress src, ushort sport, IPAddress dst, ushort dport) => PacketBuilder.Sctp(src, sport, dst, dport);
 
     [PrivilegedFact]
     public void SctpIsTranslatedByAddressWithTheCrcUntouched()

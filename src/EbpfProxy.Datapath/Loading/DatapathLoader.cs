@@ -16,6 +16,7 @@ public sealed class LoadedDatapath : IDisposable
         ToNetdev = obj.GetProgram(ProgramNames.ToNetdev);
         SockPrograms = [.. ProgramNames.Sock.Select(p => (obj.GetProgram(p.Name), p.Type))];
         Maps = LbMaps.FromObject(obj);
+        Policy = PolicyMaps.FromObject(obj);
     }
 
     public BpfObject Object { get; }
@@ -28,10 +29,12 @@ public sealed class LoadedDatapath : IDisposable
     public IReadOnlyList<(BpfProgram Program, BpfAttachType Type)> SockPrograms { get; }
 
     public LbMaps Maps { get; }
+    public PolicyMaps Policy { get; }
 
     public void Dispose()
     {
         Maps.Dispose();
+        Policy.Dispose();
         Object.Dispose();
     }
 }
@@ -86,10 +89,14 @@ public static partial class DatapathLoader
                 (LbMaps.ReverseNat, options.RevNatMax),
                 (LbMaps.NamesMap, options.RevNatMax),
                 (LbMaps.Conntrack, options.ConntrackMax),
+                (PolicyMaps.IpcacheMap, options.PolicyIpcacheMax),
+                (PolicyMaps.EndpointsMap, options.PolicyEndpointsMax),
+                (PolicyMaps.RulesMap, options.PolicyRulesMax),
             })
             {
                 obj.GetMap(name).SetMaxEntries(AdoptPinnedSize(options.PinPath, name, size, logger));
             }
+            ReplaceStalePin(obj.GetMap(LbMaps.TraceMap), options.PinPath, logger);
             obj.Load();
             LogLoaded(logger, path, options.PinPath);
             var loaded = new LoadedDatapath(obj);
@@ -136,6 +143,27 @@ public static partial class DatapathLoader
             LogKeptPinnedSize(logger, name, pinned.MaxEntries, wanted);
         return pinned.MaxEntries;
     }
+
+    /// <summary>
+    /// A pinned map that holds no state worth keeping (the trace record) is replaced when its
+    /// layout changed (a field was appended), instead of failing the load as a stateful map must.
+    /// </summary>
+    private static void ReplaceStalePin(BpfObjectMap map, string pinPath, ILogger logger)
+    {
+        var path = Path.Combine(pinPath, map.Name);
+        if (!File.Exists(path))
+            return;
+        using (var pinned = BpfMap.OpenPinned(path))
+        {
+            if (pinned.KeySize == map.KeySize && pinned.ValueSize == map.ValueSize)
+                return;
+        }
+        File.Delete(path); // unlinking a bpffs pin drops only the pin's reference
+        LogReplacedPin(logger, map.Name);
+    }
+
+    [LoggerMessage(EventId = 303, Level = LogLevel.Information, Message = "Map {Map} is pinned with an older layout; replaced (it holds no state)")]
+    private static partial void LogReplacedPin(ILogger logger, string map);
 
     [LoggerMessage(EventId = 302, Level = LogLevel.Warning, Message = "Map {Map} is pinned with {Pinned} entries; keeping that size instead of {Wanted} so its content survives (run `ebpf-proxy cleanup` with the daemon stopped to apply the new size)")]
     private static partial void LogKeptPinnedSize(ILogger logger, string map, uint pinned, uint wanted);

@@ -10,6 +10,8 @@ public enum CtDirection : byte
     Reply = 2,
     SnatOut = 3,
     SnatIn = 4,
+    /// <summary>A connection a local pod's policy admitted, keyed as that pod sees it (pod first).</summary>
+    Policy = 5,
 }
 
 [Flags]
@@ -19,6 +21,8 @@ public enum CtFlags : ushort
     SeenReply = 1 << 0,
     Closing = 1 << 1,
     Snat = 1 << 2,
+    /// <summary>Policy entries: the peer opened the connection (else the pod did).</summary>
+    PolicyInbound = 1 << 3,
 }
 
 /// <summary>struct ct4_key.</summary>

@@ -64,25 +64,7 @@ public sealed class LbMaps : IDisposable
     public static LbMaps FromObject(BpfObject obj) => new(name => obj.GetMap(name).Map);
 
     /// <summary>The maps pinned under <paramref name="pinPath"/>, for readers such as the CLI.</summary>
-    public static LbMaps OpenPinned(string pinPath)
-    {
-        var opened = new List<BpfMap>();
-        try
-        {
-            return new LbMaps(name =>
-            {
-                var m = BpfMap.OpenPinned(Path.Combine(pinPath, name));
-                opened.Add(m);
-                return m;
-            }, opened);
-        }
-        catch
-        {
-            foreach (var m in opened)
-                m.Dispose();
-            throw;
-        }
-    }
+    public static LbMaps OpenPinned(string pinPath) => PinnedMapSet.Open(pinPath, (open, owned) => new LbMaps(open, owned));
 
     public void Dispose()
     {

@@ -27,7 +27,8 @@ public enum Reason : byte
     DropRejectFailed = 136,
     DropNoLocalEndpoint = 137,
     DropSctpPort = 138,
-    // 139, 140: NetworkPolicy.
+    PolicyIngressDenied = 139,
+    PolicyEgressDenied = 140,
     DropSourceRange = 141,
     DropSnatPort = 142,
 }
@@ -76,6 +77,8 @@ public static class ReasonInfo
         Reason.DropRejectFailed => "reject_failed",
         Reason.DropNoLocalEndpoint => "no_local_endpoint",
         Reason.DropSctpPort => "sctp_port_translation_unsupported",
+        Reason.PolicyIngressDenied => "policy_ingress_denied",
+        Reason.PolicyEgressDenied => "policy_egress_denied",
         Reason.DropSourceRange => "lb_source_range",
         Reason.DropSnatPort => "masquerade_port_exhausted",
         _ => $"reason_{(byte)reason}",
@@ -97,7 +100,7 @@ public enum TraceFlags : ushort
 
 /// <summary>struct trace_record: the decision of the last traced packet.</summary>
 [StructLayout(LayoutKind.Sequential)]
-public struct TraceRecord
+public unsafe struct TraceRecord
 {
     /// <summary>TRACE_MARK: skb->mark of a traced packet.</summary>
     public const uint Mark = 0x7eb9f00d;
@@ -107,4 +110,8 @@ public struct TraceRecord
     public ushort RevNatId;
     public TraceFlags Flags;
     public uint Seq;
+    public uint PolicyEndpoint;
+    public uint PolicyIdentity;
+    public PolicyVerdict PolicyVerdict;
+    public fixed byte PolicyPad[3];
 }

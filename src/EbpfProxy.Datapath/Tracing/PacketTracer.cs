@@ -25,6 +25,12 @@ public sealed record TraceRequest(IPAddress Source, ushort SourcePort, IPAddress
 
 public sealed record TraceBackend(uint Id, string Address, bool Fallback);
 
+/// <summary>
+/// How NetworkPolicy treated a traced packet: the local pod's endpoint id, the remote identity a
+/// new flow was judged against (0 when it was not judged), and the verdict.
+/// </summary>
+public sealed record TracePolicy(uint EndpointId, uint RemoteIdentity, PolicyVerdict Verdict);
+
 /// <summary>What the datapath decided for one synthetic packet.</summary>
 public sealed record TraceResult(
     TraceRequest Request,
@@ -37,7 +43,11 @@ public sealed record TraceResult(
     IReadOnlyList<TraceBackend> EligibleBackends,
     TraceBackend? ChosenBackend,
     string? Nat,
-    IReadOnlyList<string> Notes);
+    IReadOnlyList<string> Notes)
+{
+    /// <summary>The local pod's policy decision; null when the pod has no isolation.</summary>
+    public TracePolicy? Policy { get; init; }
+}
 
 /// <summary>
 /// Runs the daemon's own loaded program (pinned under the pin path) on a synthetic packet with
@@ -127,9 +137,33 @@ public static class PacketTracer
         }
         if (verdict == "REJECT")
             notes.Add("an ICMP port unreachable goes back to the client");
+        TracePolicy? policy = record.PolicyVerdict == PolicyVerdict.None ? null : new(record.PolicyEndpoint, record.PolicyIdentity, record.PolicyVerdict);
+        if (policy is not null)
+            notes.Add(PolicyNote(policy, request));
 
         return new TraceResult(request, verdict, ReasonInfo.Name(reason), ReasonInfo.IsDrop(reason), frontend, service, record.RevNatId,
-            eligible, chosen, nat, notes);
+            eligible, chosen, nat, notes) { Policy = policy };
+    }
+
+    private static string PolicyNote(TracePolicy policy, TraceRequest request)
+    {
+        var direction = request.Hook == TraceHook.FromPod ? "egress" : "ingress";
+        var peer = policy.RemoteIdentity switch
+        {
+            PolicyIdentity.Host => "this node",
+            PolicyIdentity.World => "the world (identity 2)",
+            var id => $"identity {id}",
+        };
+        return policy.Verdict switch
+        {
+            PolicyVerdict.Tracked => $"policy: a connection endpoint {policy.EndpointId} admitted earlier (replies and later packets pass unjudged)",
+            PolicyVerdict.NotIsolated => $"policy: endpoint {policy.EndpointId} is not isolated for {direction}; the connection is tracked for its replies",
+            PolicyVerdict.AllowIdentity => $"policy: endpoint {policy.EndpointId} admits {peer} on this port for {direction}",
+            PolicyVerdict.AllowAny => $"policy: endpoint {policy.EndpointId} admits any peer on this port for {direction}",
+            PolicyVerdict.AllowHost => "policy: traffic from this node is always admitted",
+            PolicyVerdict.Deny => $"policy: endpoint {policy.EndpointId} is isolated for {direction} and no rule admits {peer} on this port",
+            var v => $"policy: verdict {(byte)v}",
+        };
     }
 
     private static bool InClusterCidr(LbMaps maps, IPAddress source)

@@ -91,6 +91,8 @@ internal static class TraceCommand
         if (r.ChosenBackend is { } c)
             sb.Append($"chosen    {c.Address} (backend {c.Id})\n");
         sb.Append($"nat       {r.Nat ?? "none"}\n");
+        if (r.Policy is { } policy)
+            sb.Append($"policy    endpoint {policy.EndpointId}, remote identity {policy.RemoteIdentity}: {policy.Verdict}\n");
         sb.Append($"verdict   {r.Verdict} ({r.Reason})\n");
         foreach (var n in r.Notes)
             sb.Append($"note      {n}\n");

@@ -160,6 +160,21 @@ public static class PacketBuilder
         return frame;
     }
 
+    /// <summary>
+    /// An Ethernet + IPv4 + SCTP common header and a tiny DATA chunk. The CRC32c field holds a fixed
+    /// marker (0x12345678), not a real CRC: a datapath that rewrites addresses must leave it alone.
+    /// </summary>
+    public static byte[] Sctp(IPAddress src, ushort sport, IPAddress dst, ushort dport, PacketOptions? options = null)
+    {
+        byte[] sctp = new byte[12 + 16];
+        BinaryPrimitives.WriteUInt16BigEndian(sctp, sport);
+        BinaryPrimitives.WriteUInt16BigEndian(sctp.AsSpan(2), dport);
+        BinaryPrimitives.WriteUInt32BigEndian(sctp.AsSpan(4), 0xdeadbeef); // verification tag
+        BinaryPrimitives.WriteUInt32BigEndian(sctp.AsSpan(8), 0x12345678); // "CRC32c"
+        sctp[12] = 0; // DATA chunk
+        return Ipv4(src, dst, 132, sctp, options);
+    }
+
     /// <summary>An Ethernet + IPv6 + UDP frame (for "not IPv4, pass untouched" tests) with a correct UDP checksum.</summary>
     public static byte[] Ipv6Udp(IPAddress src, ushort sport, IPAddress dst, ushort dport, ReadOnlySpan<byte> payload = default, PacketOptions? options = null)
     {

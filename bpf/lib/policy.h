@@ -1,0 +1,158 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * NetworkPolicy (IPv4), enforced statefully on the pod hooks after the service
+ * path: egress at from_pod on the translated flow (destination = the chosen
+ * backend and its port), ingress at to_pod (the peer is the packet's sender).
+ *
+ * Only the packet that opens a connection is judged. An admitted connection
+ * gets a CT_DIR_POLICY entry in ct4 owned by the local pod and keyed by the
+ * tuple as that pod sees it, its own address and port first: what it sends
+ * before the service path translates it (from_pod), what it receives after
+ * the reverse translation (to_pod). Both directions of the connection
+ * therefore find the one entry with one lookup, from either hook, whatever
+ * the service path rewrote; replies pass for TCP, UDP and SCTP alike. Two
+ * local pods talking each own an entry (the client's egress, the server's
+ * ingress), so both checks run on the first packet and each side recognises
+ * the replies on its own. (Cilium also tracks per endpoint and direction,
+ * bpf/lib/conntrack.h; there a reply costs a lookup of the reversed tuple.)
+ *
+ * The entry also records the real peer (address and port after the service
+ * path's translation: the backend a client's packets went to, or the sender
+ * of what a server received) in backend_id / rev_nat_id, which policy entries
+ * do not otherwise use. A packet whose real peer differs from the entry's is
+ * judged again: a service flow that moved to another backend (its backend went
+ * away) is a new flow as far as policy goes.
+ *
+ * The service entries (CT_DIR_SERVICE / CT_DIR_REPLY) are written by
+ * lb4_from_client before policy has judged the flow, so they do not say that
+ * policy admitted it and are not used here.
+ *
+ * A pod with no isolation costs one pol_endpoints lookup. An isolated pod's
+ * packet costs one more ct4 lookup; a new flow adds the ipcache lookup and one
+ * or two rule lookups. A packet without an entry is judged as a new flow, TCP
+ * non-SYN included (after a conntrack loss the connection survives when
+ * policy admits it either way; Cilium does the same). Traced packets create
+ * and refresh nothing.
+ */
+#ifndef EBPF_PROXY_POLICY_H
+#define EBPF_PROXY_POLICY_H
+
+#include "maps.h"
+#include "parse.h"
+#include "conntrack.h"
+
+/* The identity of a peer address: its longest ipcache prefix, else world. */
+static __always_inline __u32 policy_identity_of(__be32 addr)
+{
+	struct pol_ipcache_key key = {
+		.prefix_len = 32,
+		.addr_be = addr,
+	};
+	struct pol_ipcache_entry *e = bpf_map_lookup_elem(&pol_ipcache, &key);
+
+	return e ? e->identity : POL_ID_WORLD;
+}
+
+/*
+ * Whether an isolated endpoint admits a new flow: a rule for the remote
+ * identity, else one for any peer. The key has the full length; the trie
+ * finds the entry for the protocol and port block (or every port, or every
+ * protocol) that contains the packet's.
+ */
+static __always_inline __u8 policy_rule_verdict(__u32 endpoint_id, __u32 identity, __u8 dir, __u8 proto, __be16 port)
+{
+	struct pol_rule_key key = {
+		.prefix_len = POL_PREFIX_FULL,
+		.endpoint_id = endpoint_id,
+		.identity = identity,
+		.dir = dir,
+		.proto = proto,
+		.port_be = port,
+	};
+
+	if (bpf_map_lookup_elem(&pol_rules, &key))
+		return POL_VERDICT_ALLOW_IDENTITY;
+	key.identity = POL_ID_ANY;
+	if (bpf_map_lookup_elem(&pol_rules, &key))
+		return POL_VERDICT_ALLOW_ANY;
+	return POL_VERDICT_DENY;
+}
+
+/*
+ * Applies the local pod's policy to a packet the service path handled with
+ * `reason` (from_pod: the sender's egress; to_pod: the receiver's ingress).
+ * Returns `reason`, or the policy drop reason.
+ */
+static __always_inline __u32 policy4_enforce(struct __sk_buff *skb, const struct pkt4 *p, __u32 reason, bool from_pod,
+					     struct trace_record *tr, bool trace)
+{
+	struct pkt4 post = *p;
+	struct pol_endpoint *ep;
+	struct ct4_key key;
+	struct ct_entry *ct;
+	__be32 local, peer;
+	__be16 peer_port;
+	__u64 now;
+	__u8 verdict;
+
+	if (reason >= REASON_DROP_MIN)
+		return reason;
+	/* The service path rewrote the packet: read the flow as translated. */
+	if (reason != REASON_PASS_NOT_SERVICE && parse_ipv4(skb, &post) != PARSE_OK)
+		return REASON_DROP_INVALID;
+
+	local = from_pod ? p->saddr : post.daddr;
+	ep = bpf_map_lookup_elem(&pol_endpoints, &local);
+	if (!ep || !(ep->flags & (POL_EP_F_INGRESS_ISOLATED | POL_EP_F_EGRESS_ISOLATED)))
+		return reason;
+	tr->policy_endpoint = ep->endpoint_id;
+
+	/* The real peer: where the pod's packet goes after translation, or who sent
+	 * what it receives, before the reverse translation. */
+	peer = from_pod ? post.daddr : p->saddr;
+	peer_port = from_pod ? post.dport : p->sport;
+	if (from_pod)
+		ct4_key_make(&key, p->saddr, p->daddr, p->sport, p->dport, p->proto, CT_DIR_POLICY);
+	else
+		ct4_key_make(&key, post.daddr, post.saddr, post.dport, post.sport, post.proto, CT_DIR_POLICY);
+	now = bpf_ktime_get_ns();
+	ct = bpf_map_lookup_elem(&ct4, &key);
+	if (ct && ct_entry_live(ct, p, now) && ct->backend_id == peer && ct->rev_nat_id == peer_port) {
+		tr->policy_verdict = POL_VERDICT_TRACKED;
+		if (!trace)
+			ct_entry_touch(ct, p, now);
+		return reason;
+	}
+
+	if (!(ep->flags & (from_pod ? POL_EP_F_EGRESS_ISOLATED : POL_EP_F_INGRESS_ISOLATED))) {
+		/* Open in this direction; tracked so that the other one admits the replies. */
+		verdict = POL_VERDICT_NOT_ISOLATED;
+	} else {
+		__u32 identity = policy_identity_of(peer);
+
+		tr->policy_identity = identity;
+		if (!from_pod && identity == POL_ID_HOST)
+			verdict = POL_VERDICT_ALLOW_HOST; /* kubelet probes */
+		else
+			verdict = policy_rule_verdict(ep->endpoint_id, identity, from_pod ? POL_DIR_EGRESS : POL_DIR_INGRESS,
+						      post.proto, post.dport);
+	}
+	tr->policy_verdict = verdict;
+	if (verdict == POL_VERDICT_DENY)
+		return from_pod ? REASON_DROP_POLICY_EGRESS : REASON_DROP_POLICY_INGRESS;
+	if (!trace) {
+		struct ct_entry entry = {
+			.last_seen_ns = now,
+			.created_ns = now,
+			.backend_id = peer,
+			.rev_nat_id = peer_port,
+			.flags = from_pod ? 0 : CT_F_POLICY_INBOUND,
+		};
+
+		if (bpf_map_update_elem(&ct4, &key, &entry, BPF_ANY) < 0)
+			return REASON_DROP_CT_CREATE;
+	}
+	return reason;
+}
+
+#endif

@@ -1,0 +1,83 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * NetworkPolicy map layouts (docs/policy.md). ABI rules as in lb_types.h;
+ * the C# mirrors are src/EbpfProxy.Datapath/Maps/PolicyTypes.cs.
+ *
+ * A remote peer is judged by a numeric identity looked up in pol_ipcache; a
+ * local pod by its entry in pol_endpoints; what an isolated pod admits is the
+ * set of pol_rules entries under its endpoint id.
+ */
+#ifndef EBPF_PROXY_POLICY_TYPES_H
+#define EBPF_PROXY_POLICY_TYPES_H
+
+#include <linux/types.h>
+
+/* Identities. 3..255 are reserved, 256.. are allocated by the daemon. */
+#define POL_ID_ANY 0 /* wildcard, in rule keys only */
+#define POL_ID_HOST 1 /* this node's own addresses */
+#define POL_ID_WORLD 2 /* no ipcache entry matched */
+
+/* pol_rules dir, and which side of a connection a check judges. */
+#define POL_DIR_INGRESS 1
+#define POL_DIR_EGRESS 2
+
+/* Key of pol_ipcache (LPM trie): a prefix of the address. */
+struct pol_ipcache_key {
+	__u32 prefix_len; /* 0..32 */
+	__be32 addr_be;
+};
+
+/* Value of pol_ipcache. */
+struct pol_ipcache_entry {
+	__u32 identity; /* never POL_ID_ANY */
+	__u32 flags; /* reserved */
+};
+
+/* Endpoint flags: the directions in which some policy isolates the pod. */
+#define POL_EP_F_INGRESS_ISOLATED (1u << 0)
+#define POL_EP_F_EGRESS_ISOLATED (1u << 1)
+
+/* Value of pol_endpoints, keyed by a local pod's address (__be32). */
+struct pol_endpoint {
+	__u32 endpoint_id; /* names its rules in pol_rules; never 0 */
+	__u32 identity; /* the pod's own identity (for operators) */
+	__u32 flags; /* POL_EP_F_* */
+};
+
+/*
+ * Key of pol_rules (LPM trie). The prefix always covers endpoint_id, identity
+ * and dir (POL_PREFIX_ALL), then proto (POL_PREFIX_PROTO) and the leading bits
+ * of the port in network order (up to POL_PREFIX_FULL): every port and
+ * protocol, every port of one protocol, or an aligned block of ports. As in
+ * Cilium's policy map (bpf/lib/policy.h), identity cannot be wildcarded by the
+ * prefix: a second lookup with identity POL_ID_ANY does that. Lookups always
+ * use the full length.
+ */
+struct pol_rule_key {
+	__u32 prefix_len;
+	__u32 endpoint_id;
+	__u32 identity; /* remote identity, or POL_ID_ANY */
+	__u8 dir; /* POL_DIR_* */
+	__u8 proto; /* IPPROTO_TCP / UDP / SCTP */
+	__be16 port_be; /* destination port: the local pod's (ingress) or the peer's (egress) */
+};
+
+#define POL_PREFIX_ALL 72
+#define POL_PREFIX_PROTO 80
+#define POL_PREFIX_FULL 96
+
+/* Value of pol_rules: presence admits. */
+struct pol_rule {
+	__u32 flags; /* reserved */
+};
+
+/* trace_record.policy_verdict: how policy treated a traced packet. */
+#define POL_VERDICT_NONE 0 /* the local pod has no isolation: not looked at */
+#define POL_VERDICT_TRACKED 1 /* a connection the pod's policy admitted earlier */
+#define POL_VERDICT_NOT_ISOLATED 2 /* new flow, this direction is open (tracked for the other one) */
+#define POL_VERDICT_ALLOW_IDENTITY 3 /* a rule for the remote identity admits it */
+#define POL_VERDICT_ALLOW_ANY 4 /* a rule for any peer (identity 0) admits it */
+#define POL_VERDICT_ALLOW_HOST 5 /* ingress from this node, always admitted */
+#define POL_VERDICT_DENY 6 /* isolated, no rule admits it */
+
+#endif

@@ -1,0 +1,45 @@
+using LibBpf.Net;
+
+namespace EbpfProxy.Datapath.Maps;
+
+/// <summary>
+/// The NetworkPolicy maps, typed (layouts in bpf/lib/policy_types.h): the daemon's writer opens
+/// them through the loaded object, the CLI from their pins.
+/// </summary>
+public sealed class PolicyMaps : IDisposable
+{
+    public const string IpcacheMap = "pol_ipcache";
+    public const string EndpointsMap = "pol_endpoints";
+    public const string RulesMap = "pol_rules";
+
+    private readonly IReadOnlyList<IDisposable> _owned;
+
+    private PolicyMaps(Func<string, BpfMap> open, IReadOnlyList<IDisposable>? owned = null)
+    {
+        Ipcache = open(IpcacheMap).As<PolIpcacheKey, PolIpcacheEntry>();
+        Endpoints = open(EndpointsMap).As<Be32Address, PolEndpoint>();
+        Rules = open(RulesMap).As<PolRuleKey, PolRule>();
+        _owned = owned ?? [];
+    }
+
+    /// <summary>Address prefix -> identity (LPM trie: a lookup returns the longest matching prefix).</summary>
+    public BpfMap<PolIpcacheKey, PolIpcacheEntry> Ipcache { get; }
+
+    /// <summary>Local pod address -> endpoint id, identity, isolation.</summary>
+    public BpfMap<Be32Address, PolEndpoint> Endpoints { get; }
+
+    /// <summary>What isolated endpoints admit (LPM trie over endpoint, identity, direction, protocol, port).</summary>
+    public BpfMap<PolRuleKey, PolRule> Rules { get; }
+
+    /// <summary>The maps of a loaded object.</summary>
+    public static PolicyMaps FromObject(BpfObject obj) => new(name => obj.GetMap(name).Map);
+
+    /// <summary>The maps pinned under <paramref name="pinPath"/>.</summary>
+    public static PolicyMaps OpenPinned(string pinPath) => PinnedMapSet.Open(pinPath, (open, owned) => new PolicyMaps(open, owned));
+
+    public void Dispose()
+    {
+        foreach (var d in _owned)
+            d.Dispose();
+    }
+}

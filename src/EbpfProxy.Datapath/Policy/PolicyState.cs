@@ -1,0 +1,170 @@
+using System.Net;
+using System.Net.Sockets;
+using EbpfProxy.Core.Model;
+using EbpfProxy.Datapath.Maps;
+
+namespace EbpfProxy.Datapath.Policy;
+
+/// <summary>
+/// What the NetworkPolicy maps hold, or should hold (docs/policy.md): the input of
+/// <see cref="PolicyMapWriter"/>, and what it reads back from the pins. Values compare by content,
+/// so two states with the same entries are equal whatever their collections.
+/// </summary>
+public sealed record PolicyState
+{
+    public static PolicyState Empty { get; } = new();
+
+    /// <summary>
+    /// pol_ipcache: address prefix -> identity of the peers in it: every pod address (/32) of the
+    /// cluster, every ipBlock prefix, this node's addresses (<see cref="PolicyIdentity.Host"/>).
+    /// An address no prefix covers is <see cref="PolicyIdentity.World"/>. Prefixes are IPv4, host
+    /// bits clear; identities are never <see cref="PolicyIdentity.Any"/>.
+    /// </summary>
+    public IReadOnlyDictionary<IPNetwork, uint> Ipcache { get; init; } = new Dictionary<IPNetwork, uint>();
+
+    /// <summary>pol_endpoints: local pod address -> its endpoint. A pod without an entry is not isolated.</summary>
+    public IReadOnlyDictionary<IPAddress, PolicyEndpoint> Endpoints { get; init; } = new Dictionary<IPAddress, PolicyEndpoint>();
+
+    /// <summary>pol_rules: what isolated endpoints admit. Presence admits.</summary>
+    public IReadOnlySet<PolicyRule> Rules { get; init; } = new HashSet<PolicyRule>();
+
+    public bool Equals(PolicyState? other) =>
+        other is not null
+        && Ipcache.Count == other.Ipcache.Count && Ipcache.All(kv => other.Ipcache.TryGetValue(kv.Key, out var v) && v == kv.Value)
+        && Endpoints.Count == other.Endpoints.Count && Endpoints.All(kv => other.Endpoints.TryGetValue(kv.Key, out var v) && v == kv.Value)
+        && Rules.SetEquals(other.Rules);
+
+    public override int GetHashCode() => HashCode.Combine(Ipcache.Count, Endpoints.Count, Rules.Count);
+
+    /// <summary>Every problem that makes this state unwritable (empty when it is valid).</summary>
+    public IReadOnlyList<string> Validate()
+    {
+        var problems = new List<string>();
+        foreach (var (prefix, identity) in Ipcache)
+        {
+            if (prefix.BaseAddress.AddressFamily != AddressFamily.InterNetwork)
+                problems.Add($"ipcache {prefix}: only IPv4 is supported so far");
+            if (identity == PolicyIdentity.Any)
+                problems.Add($"ipcache {prefix}: identity 0 is the rule wildcard, never a peer's identity");
+        }
+        foreach (var (address, ep) in Endpoints)
+        {
+            if (address.AddressFamily != AddressFamily.InterNetwork)
+                problems.Add($"endpoint {address}: only IPv4 is supported so far");
+            if (ep.EndpointId == 0)
+                problems.Add($"endpoint {address}: endpoint id 0 is reserved");
+            if ((ep.Isolation & ~(PolicyIsolation.Ingress | PolicyIsolation.Egress)) != 0)
+                problems.Add($"endpoint {address}: unknown isolation flags {ep.Isolation}");
+        }
+        foreach (var rule in Rules)
+        {
+            if (rule.Problem() is { } problem)
+                problems.Add($"rule {rule}: {problem}");
+        }
+        return problems;
+    }
+}
+
+/// <summary>A local pod's entry in pol_endpoints.</summary>
+/// <param name="EndpointId">Names the pod's rules in <see cref="PolicyState.Rules"/>; never 0. Pods may share one when their rules are the same.</param>
+/// <param name="Identity">The pod's own identity (for operators; the datapath judges peers only).</param>
+/// <param name="Isolation">The directions in which some policy selects the pod.</param>
+public readonly record struct PolicyEndpoint(uint EndpointId, uint Identity, PolicyIsolation Isolation);
+
+/// <summary>
+/// One pol_rules entry: endpoint <see cref="EndpointId"/> admits, in <see cref="Direction"/>, peers
+/// of <see cref="RemoteIdentity"/> (<see cref="PolicyIdentity.Any"/>: every peer) with
+/// <see cref="Protocol"/> (<see cref="L4Protocol.Any"/>: every protocol and port) on the ports whose
+/// leading <see cref="PortBits"/> bits equal <see cref="Port"/>'s (0 bits: every port; 16: one port).
+/// The port is the destination's: the local pod's for ingress, the peer's (after service
+/// translation) for egress. Build them with the factories; an endPort range is a few aligned blocks
+/// (<see cref="PortRange"/>).
+/// </summary>
+public readonly record struct PolicyRule(uint EndpointId, uint RemoteIdentity, PolicyDirection Direction, L4Protocol Protocol, ushort Port, byte PortBits)
+{
+    /// <summary>Every protocol and port.</summary>
+    public static PolicyRule AllTraffic(uint endpointId, uint remoteIdentity, PolicyDirection direction) =>
+        new(endpointId, remoteIdentity, direction, L4Protocol.Any, 0, 0);
+
+    /// <summary>Every port of one protocol (a NetworkPolicy port entry with only a protocol).</summary>
+    public static PolicyRule AllPorts(uint endpointId, uint remoteIdentity, PolicyDirection direction, L4Protocol protocol) =>
+        new(endpointId, remoteIdentity, direction, protocol, 0, 0);
+
+    /// <summary>One port of one protocol.</summary>
+    public static PolicyRule SinglePort(uint endpointId, uint remoteIdentity, PolicyDirection direction, L4Protocol protocol, ushort port) =>
+        new(endpointId, remoteIdentity, direction, protocol, port, 16);
+
+    /// <summary>
+    /// The inclusive range <paramref name="first"/>..<paramref name="last"/> (port..endPort) as the
+    /// fewest aligned blocks, as CIDR ranges are split: 1..65535 is 16 entries, 80..80 one.
+    /// </summary>
+    public static IEnumerable<PolicyRule> PortRange(uint endpointId, uint remoteIdentity, PolicyDirection direction, L4Protocol protocol, ushort first, ushort last)
+    {
+        if (last < first)
+            throw new ArgumentException($"port range {first}..{last} is empty", nameof(last));
+        uint start = first;
+        while (start <= last)
+        {
+            int size = 0; // log2 of the block
+            while (size < 16 && (start & ((1u << (size + 1)) - 1)) == 0 && start + (1u << (size + 1)) - 1 <= last)
+                size++;
+            yield return new PolicyRule(endpointId, remoteIdentity, direction, protocol, (ushort)start, (byte)(16 - size));
+            start += 1u << size;
+        }
+    }
+
+    /// <summary>The LPM prefix length of the key: 72 (every protocol), 80 + port bits.</summary>
+    public uint PrefixLen => Protocol == L4Protocol.Any ? PolRuleKey.PrefixAll : PolRuleKey.PrefixProto + PortBits;
+
+    /// <summary>Whether a packet's (protocol, destination port) falls under this rule.</summary>
+    public bool Covers(L4Protocol protocol, ushort port) =>
+        Protocol == L4Protocol.Any || (Protocol == protocol && (PortBits == 0 || (port >> (16 - PortBits)) == (Port >> (16 - PortBits))));
+
+    /// <summary>Why the rule cannot be written, or null.</summary>
+    public string? Problem()
+    {
+        if (EndpointId == 0)
+            return "endpoint id 0 is reserved";
+        if (Direction is not (PolicyDirection.Ingress or PolicyDirection.Egress))
+            return $"unknown direction {(byte)Direction}";
+        if (PortBits > 16)
+            return "a port has 16 bits";
+        if (Protocol == L4Protocol.Any && (Port != 0 || PortBits != 0))
+            return "a port needs a protocol";
+        if (PortBits < 16 && (Port & (0xffff >> PortBits)) != 0)
+            return $"port {Port} has bits beyond its {PortBits}-bit prefix";
+        return null;
+    }
+
+    public PolRuleKey ToKey() => new()
+    {
+        PrefixLen = PrefixLen,
+        EndpointId = EndpointId,
+        Identity = RemoteIdentity,
+        Dir = Direction,
+        Proto = (byte)Protocol,
+        PortBe = Be16.FromHost(Port),
+    };
+
+    /// <summary>The rule a key read from the map stands for (bits beyond the prefix, which the trie ignores, are cleared).</summary>
+    public static PolicyRule FromKey(PolRuleKey key)
+    {
+        if (key.PrefixLen is < PolRuleKey.PrefixAll or > PolRuleKey.PrefixFull)
+            throw new InvalidDataException($"pol_rules holds a key with prefix length {key.PrefixLen}, outside {PolRuleKey.PrefixAll}..{PolRuleKey.PrefixFull}");
+        if (key.PrefixLen < PolRuleKey.PrefixProto)
+            return AllTraffic(key.EndpointId, key.Identity, key.Dir);
+        byte bits = (byte)(key.PrefixLen - PolRuleKey.PrefixProto);
+        ushort port = bits == 0 ? (ushort)0 : (ushort)(key.PortBe.ToHost() & ~(0xffff >> bits));
+        return new PolicyRule(key.EndpointId, key.Identity, key.Dir, (L4Protocol)key.Proto, port, bits);
+    }
+
+    public override string ToString()
+    {
+        var peer = RemoteIdentity == PolicyIdentity.Any ? "any" : RemoteIdentity.ToString();
+        var what = Protocol == L4Protocol.Any ? "all"
+            : PortBits == 0 ? $"{Protocol}/*"
+            : PortBits == 16 ? $"{Protocol}/{Port}"
+            : $"{Protocol}/{Port}-{Port + (0xffff >> PortBits)}";
+        return $"endpoint {EndpointId} {Direction.ToString().ToLowerInvariant()} identity {peer} {what}";
+    }
+}
