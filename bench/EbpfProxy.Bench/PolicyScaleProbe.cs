@@ -13,12 +13,12 @@ namespace EbpfProxy.Bench;
 /// </summary>
 public static class PolicyScaleProbe
 {
-    public static int Run(int pods, int policies, int nodes, int runs)
+    public static int Run(int pods, int policies, int nodes, int runs, bool broad)
     {
         var sw = Stopwatch.StartNew();
-        var store = PolicyScaleModel.Populate(pods, policies, nodes);
+        var store = PolicyScaleModel.Populate(pods, policies, nodes, broad);
         var snapshot = store.Snapshot();
-        Console.WriteLine($"populate {pods} pods in {PolicyScaleModel.Namespaces(pods)} namespaces on {nodes} nodes, {policies} policies: {sw.ElapsedMilliseconds} ms");
+        Console.WriteLine($"populate {pods} pods in {PolicyScaleModel.Namespaces(pods)} namespaces on {nodes} nodes, {policies} policies{(broad ? " (broad metrics ingress)" : "")}: {sw.ElapsedMilliseconds} ms");
 
         var cold = new List<double>();
         DesiredPolicyState state = DesiredPolicyState.Empty;
@@ -30,8 +30,8 @@ public static class PolicyScaleProbe
         }
         int local = state.Endpoints.Count;
         Console.WriteLine($"first computation (fresh translator): median {Median(cold):F0} ms, min {cold.Min():F0} ms over {runs} runs");
-        Console.WriteLine($"  identities {state.Identities.Count}, ipcache {state.IpCache.Count}, local endpoints {local}, rules {state.Rules.Count} ({(double)state.Rules.Count / Math.Max(1, local):F1} per local pod, max {MaxRulesPerEndpoint(state)}), errors {state.Errors.Length}");
-        Console.WriteLine($"  map entries per local pod (rules + its endpoint entry): {(double)(state.Rules.Count + local) / Math.Max(1, local):F1}; ipcache entries per pod in the cluster: {(double)state.IpCache.Count / pods:F2}");
+        Console.WriteLine($"  identities {state.Identities.Count}, ipcache {state.IpCache.Count}, local endpoints {local}, rules {state.RuleCount} ({(double)state.RuleCount / Math.Max(1, local):F1} per local pod, max {MaxRulesPerEndpoint(state)}), errors {state.Errors.Length}");
+        Console.WriteLine($"  map entries per local pod (rules + its endpoint entry): {(double)(state.RuleCount + local) / Math.Max(1, local):F1}; ipcache entries per pod in the cluster: {(double)state.IpCache.Count / pods:F2}");
 
         var translator = new PolicyTranslator("node-0");
         translator.Compute(store.Snapshot());
@@ -47,7 +47,7 @@ public static class PolicyScaleProbe
 
         var policyChange = Time(runs * 4, round =>
         {
-            store.Upsert(PolicyScaleModel.Policy(round * 13 % policies, pods, generation: round + 1));
+            store.Upsert(PolicyScaleModel.Policy(round * 13 % policies, pods, broad, generation: round + 1));
             return translator.Compute(store.Snapshot());
         });
         Console.WriteLine($"one policy change: median {Median(policyChange):F1} ms, p90 {Percentile(policyChange, 0.9):F1} ms");
@@ -70,7 +70,7 @@ public static class PolicyScaleProbe
     }
 
     private static int MaxRulesPerEndpoint(DesiredPolicyState state) =>
-        state.Rules.Count == 0 ? 0 : state.Rules.GroupBy(r => r.EndpointId).Max(g => g.Count());
+        state.RulesByEndpoint.Count == 0 ? 0 : state.RulesByEndpoint.Values.Max(r => r.Count);
 
     private static double Median(List<double> samples) => Percentile(samples, 0.5);
 
@@ -167,7 +167,7 @@ public static class PolicyScaleModel
         new() { Port = port is int n ? (IntOrString)n : (IntOrString)(string)port, Protocol = protocol, EndPort = end };
 
     /// <summary>Policy number <paramref name="i"/> (10 per namespace); <paramref name="generation"/> changes its content a little.</summary>
-    public static V1NetworkPolicy Policy(int i, int pods, int generation = 0)
+    public static V1NetworkPolicy Policy(int i, int pods, bool broad = false, int generation = 0)
     {
         int namespaces = Namespaces(pods);
         int ns = i / 10 % namespaces;
@@ -204,7 +204,10 @@ public static class PolicyScaleModel
                 {
                     FromProperty = [new V1NetworkPolicyPeer
                     {
-                        NamespaceSelector = new V1LabelSelector { MatchExpressions = [new V1LabelSelectorRequirement { Key = "purpose", OperatorProperty = "In", Values = ["monitoring", "logging"] }] },
+                        // broad: every pod of two thirds of the namespaces (about 670 identities) instead of the monitoring namespace.
+                        NamespaceSelector = new V1LabelSelector { MatchExpressions = [broad
+                            ? new V1LabelSelectorRequirement { Key = "env", OperatorProperty = "In", Values = ["prod", "staging"] }
+                            : new V1LabelSelectorRequirement { Key = "purpose", OperatorProperty = "In", Values = ["monitoring", "logging"] }] },
                         PodSelector = new V1LabelSelector { MatchExpressions = [new V1LabelSelectorRequirement { Key = "app", OperatorProperty = "Exists" }] },
                     }],
                     Ports = [Port("metrics"), Port(30000 + generation % 10, end: 30100)],
@@ -238,7 +241,7 @@ public static class PolicyScaleModel
         };
     }
 
-    public static ClusterStore Populate(int pods, int policies, int nodes)
+    public static ClusterStore Populate(int pods, int policies, int nodes, bool broad = false)
     {
         var store = new ClusterStore();
         store.ReplaceKind(Enumerable.Range(0, Namespaces(pods)).Select(Namespace).Concat(
@@ -252,7 +255,7 @@ public static class PolicyScaleModel
             },
         ]));
         store.ReplaceKind(Enumerable.Range(0, pods).Select(i => Pod(i, nodes)).Concat(Enumerable.Range(0, 2).Select(Dns)).Concat(Enumerable.Range(0, 4).Select(Monitor)));
-        store.ReplaceKind(Enumerable.Range(0, policies).Select(i => Policy(i, pods)));
+        store.ReplaceKind(Enumerable.Range(0, policies).Select(i => Policy(i, pods, broad)));
         store.Upsert(new V1Node
         {
             ApiVersion = "v1",

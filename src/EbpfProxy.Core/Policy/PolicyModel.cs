@@ -187,6 +187,16 @@ public readonly record struct PolicyRuleKey(uint EndpointId, uint Identity, Poli
 
     internal static int PortMask(int bits) => bits <= 0 ? 0 : (0xFFFF << (16 - Math.Min(bits, 16))) & 0xFFFF;
 
+    // Sets of hundreds of thousands of keys are built and probed per computation: compare and
+    // hash the key as two words rather than field by field.
+    private ulong High => ((ulong)EndpointId << 32) | Identity;
+
+    private ulong Low => ((ulong)Direction << 32) | ((ulong)Protocol << 24) | ((ulong)Port << 8) | PrefixLength;
+
+    public bool Equals(PolicyRuleKey other) => High == other.High && Low == other.Low;
+
+    public override int GetHashCode() => (int)(High * 0x9E3779B97F4A7C15UL >> 32) ^ Low.GetHashCode();
+
     public int CompareTo(PolicyRuleKey other)
     {
         int c = EndpointId.CompareTo(other.EndpointId);
@@ -232,23 +242,33 @@ public sealed record PolicyHints(IReadOnlyDictionary<IPNetwork, uint> IpCache, I
 /// <see cref="IpCache"/>: pol_ipcache, prefix -> identity (every pod address as /32, every ipBlock
 /// prefix, this node's addresses as identity 1). <see cref="Endpoints"/>: pol_endpoints, one entry
 /// per IPv4 address of every local pod (including pods no policy selects: flags None).
-/// <see cref="Rules"/>: pol_rules keys, with entries that a shorter entry already covers removed.
+/// <see cref="RulesByEndpoint"/>: pol_rules keys of each local endpoint id (every endpoint has an
+/// entry, empty when it is not isolated), with keys that a shorter key already covers removed.
 /// <see cref="Identities"/>: allocated identity -> what it stands for (for `policy get`).
 /// <see cref="Errors"/>: policies (and pods) that could not be fully translated; such a policy
 /// still isolates what it selects and allows nothing.
 /// </para>
-/// The collections are fresh per computation and never mutated afterwards; compare them by
-/// content (keys and values are value types or value-equality records). Formatting with
-/// <see cref="PolicyStateFormatter"/> gives a sorted, deterministic dump.
+/// <para>
+/// The collections are never mutated once returned; compare them by content (keys and values are
+/// value types or value-equality records). An endpoint whose rules did not change keeps the same
+/// set instance from one computation to the next (as the service translator keeps
+/// FrontendState instances), so a syncer can skip it by reference. <see cref="PolicyStateFormatter"/>
+/// gives a sorted, deterministic dump.
+/// </para>
 /// </summary>
 public sealed record DesiredPolicyState(
     IReadOnlyDictionary<IPNetwork, uint> IpCache,
     IReadOnlyDictionary<IPAddress, PolicyEndpoint> Endpoints,
-    IReadOnlySet<PolicyRuleKey> Rules,
+    IReadOnlyDictionary<uint, IReadOnlySet<PolicyRuleKey>> RulesByEndpoint,
     IReadOnlyDictionary<uint, IdentityKey> Identities,
     ImmutableArray<TranslationError> Errors)
 {
     public static DesiredPolicyState Empty { get; } = new(
-        new Dictionary<IPNetwork, uint>(), new Dictionary<IPAddress, PolicyEndpoint>(), new HashSet<PolicyRuleKey>(),
+        new Dictionary<IPNetwork, uint>(), new Dictionary<IPAddress, PolicyEndpoint>(), new Dictionary<uint, IReadOnlySet<PolicyRuleKey>>(),
         new Dictionary<uint, IdentityKey>(), []);
+
+    /// <summary>Every rule key of every endpoint (pol_rules as a whole).</summary>
+    public IEnumerable<PolicyRuleKey> AllRules => RulesByEndpoint.Values.SelectMany(r => r);
+
+    public int RuleCount => RulesByEndpoint.Values.Sum(r => r.Count);
 }

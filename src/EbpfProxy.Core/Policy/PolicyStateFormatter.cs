@@ -30,7 +30,7 @@ public static class PolicyStateFormatter
 
         sb.Append("rules:\n");
         uint? current = null;
-        foreach (var rule in state.Rules.Order())
+        foreach (var rule in state.AllRules.Order())
         {
             if (rule.EndpointId != current)
             {

@@ -1,6 +1,5 @@
 using System.Collections.Immutable;
 using System.Net;
-using System.Numerics;
 using EbpfProxy.Core.Cluster;
 using EbpfProxy.Core.Model;
 using EbpfProxy.Core.Planning;
@@ -26,11 +25,23 @@ public sealed class PolicyTranslator
     public const string NamespaceNameLabel = "kubernetes.io/metadata.name";
     public const uint MaxEndpointId = 0xFFFF;
 
-    /// <summary>What one Pod object contributes; null facts: the pod takes no part (no IPv4 address, host network, finished).</summary>
+    /// <summary>What one Pod object contributes; null: the pod takes no part (no IPv4 address, host network, finished).</summary>
     private sealed record PodFacts(string Key, string Namespace, string Name, LabelSet Labels, uint[] Addresses, NamedPort[] Ports, bool Local, bool Deleting, string? Error);
 
-    /// <summary>An identity in use in this computation, with one prefix that stands for its signature (any address of it).</summary>
-    private sealed record Identity(uint Id, IdentityKey Key, Ipv4Prefix Representative);
+    /// <summary>
+    /// One Pod object's facts and the identity keys last derived from them, one per address,
+    /// reused while the inputs (namespace labels, prefix set, referenced port names) are the same.
+    /// </summary>
+    private sealed class PodEntry(PodFacts? facts)
+    {
+        public PodFacts? Facts { get; } = facts;
+        /// <summary>The addresses as ipcache prefixes (/32), made once per Pod object.</summary>
+        public IPNetwork[] Networks { get; } = facts is null ? [] : [.. facts.Addresses.Select(a => Ipv4Prefix.Host(a).ToNetwork())];
+        public IdentityKey[]? Keys;
+        public LabelSet? NamespaceLabels;
+        public PrefixIndex? Prefixes;
+        public int EgressNamesVersion;
+    }
 
     /// <summary>A local pod: its endpoint id, addresses with identities, isolation and the valid policies that select it per direction.</summary>
     private sealed class LocalPod(PodFacts pod)
@@ -43,24 +54,23 @@ public sealed class PolicyTranslator
         public List<CompiledPolicy> Egress { get; } = [];
     }
 
-    /// <summary>
-    /// A policy's rules for one direction with peers resolved to identities: keys with endpoint id
-    /// 0 (stamped per selected endpoint), and named ingress ports that resolve per endpoint.
-    /// </summary>
-    private sealed record ResolvedRules(List<PolicyRuleKey> Keys, List<(uint[] Peers, string Name, L4Protocol Protocol)> IngressNamed);
-
     private readonly string _nodeName;
     private readonly ImmutableArray<uint> _localAddresses;
     private PolicyHints? _hints;
 
     private Dictionary<V1NetworkPolicy, CompiledPolicy> _policies = new(ReferenceEqualityComparer.Instance);
-    private Dictionary<V1Pod, PodFacts?> _pods = new(ReferenceEqualityComparer.Instance);
+    private Dictionary<V1Pod, PodEntry> _pods = new(ReferenceEqualityComparer.Instance);
     private Dictionary<V1Namespace, LabelSet> _namespaces = new(ReferenceEqualityComparer.Instance);
     private PrefixIndex _prefixes = PrefixIndex.Empty;
+    private HashSet<string> _egressNames = new(StringComparer.Ordinal);
+    private int _egressNamesVersion;
 
-    private readonly Dictionary<IdentityKey, uint> _identityOf = new();
-    private readonly Dictionary<uint, IdentityKey> _keyOf = new();
-    private uint _identityHighWater = ReservedIdentity.FirstAllocated - 1;
+    /// <summary>A local pod's rule set and what it was made from.</summary>
+    private sealed record EndpointRuleSet(PodFacts Pod, uint EndpointId, EndpointFlags Flags, ResolvedRules[] Ingress, ResolvedRules[] Egress, HashSet<PolicyRuleKey> Rules);
+
+    private Dictionary<string, EndpointRuleSet> _endpointRules = new(StringComparer.Ordinal);
+    private readonly IdentityTable _identities = new();
+    private readonly RuleResolver _resolver = new();
     private readonly Dictionary<string, uint> _endpointIdOf = new(StringComparer.Ordinal);
     private readonly HashSet<uint> _endpointIds = new();
     private uint _endpointHighWater;
@@ -82,6 +92,9 @@ public sealed class PolicyTranslator
     public static DesiredPolicyState ComputeOnce(ClusterSnapshot snapshot, string nodeName, IEnumerable<IPAddress>? localAddresses = null) =>
         new PolicyTranslator(nodeName, localAddresses).Compute(snapshot);
 
+    /// <summary>How much the last computation could reuse: policy resolutions reused and made.</summary>
+    internal (int Reused, int Resolved) LastResolutions => _resolver.Counts;
+
     /// <summary>The desired policy state of this node for <paramref name="snapshot"/>.</summary>
     public DesiredPolicyState Compute(ClusterSnapshot snapshot)
     {
@@ -91,9 +104,7 @@ public sealed class PolicyTranslator
 
         var policies = CompilePolicies(snapshot, errors);
         UpdatePrefixes(policies);
-        var egressNames = new HashSet<string>(
-            policies.Where(p => !p.Failed).SelectMany(p => p.Egress).SelectMany(r => r.Ports).Select(p => p.Name).OfType<string>(),
-            StringComparer.Ordinal);
+        UpdateEgressNames(policies);
         var nodeAddresses = NodeAddresses(snapshot);
         var owners = AddressOwners(snapshot, nodeAddresses, errors);
 
@@ -102,10 +113,7 @@ public sealed class PolicyTranslator
         var keys = new Dictionary<IdentityKey, List<Ipv4Prefix>>();
         var keyOfAddress = new Dictionary<uint, IdentityKey>(owners.Count);
         foreach (var (address, pod) in owners)
-        {
-            var key = Intern(keys, PodKey(pod, LabelsOf(namespaceLabels, pod.Namespace), address, egressNames), Ipv4Prefix.Host(address));
-            keyOfAddress[address] = key;
-        }
+            keyOfAddress[address] = Intern(keys, PodKey(pod, LabelsOf(namespaceLabels, pod.Facts!.Namespace), address), Ipv4Prefix.Host(address));
         var keyOfPrefix = new Dictionary<Ipv4Prefix, IdentityKey>();
         foreach (var prefix in _prefixes.All)
         {
@@ -113,15 +121,19 @@ public sealed class PolicyTranslator
                 continue;
             keyOfPrefix[prefix] = Intern(keys, IdentityKey.ForCidr(_prefixes.SignatureOf(prefix)), prefix);
         }
-        AssignIdentities(keys, hints);
+        var (removed, added) = _identities.Update(keys, hints);
 
         // Identities in use, pod ones by namespace (selectors look there), and the ipcache.
         var podIdentities = new Dictionary<string, List<Identity>>(StringComparer.Ordinal);
         var allIdentities = new List<Identity>(keys.Count);
+        var addedIdentities = new List<Identity>(added.Count);
+        var addedKeys = added.Count == 0 ? null : new HashSet<IdentityKey>(added);
         foreach (var (key, prefixes) in keys)
         {
-            var identity = new Identity(_identityOf[key], key, prefixes[0]);
+            var identity = new Identity(_identities[key], key, prefixes[0]);
             allIdentities.Add(identity);
+            if (addedKeys?.Contains(key) == true)
+                addedIdentities.Add(identity);
             if (key.Namespace is { } ns)
             {
                 if (!podIdentities.TryGetValue(ns, out var list))
@@ -130,10 +142,10 @@ public sealed class PolicyTranslator
             }
         }
         var ipcache = new Dictionary<IPNetwork, uint>(owners.Count + keyOfPrefix.Count + nodeAddresses.Count);
-        foreach (var (address, key) in keyOfAddress)
-            ipcache[Ipv4Prefix.Host(address).ToNetwork()] = _identityOf[key];
+        foreach (var (address, entry) in owners)
+            ipcache[entry.Networks[Array.IndexOf(entry.Facts!.Addresses, address)]] = _identities[keyOfAddress[address]];
         foreach (var (prefix, key) in keyOfPrefix)
-            ipcache[prefix.ToNetwork()] = _identityOf[key];
+            ipcache[prefix.ToNetwork()] = _identities[key];
         foreach (var address in nodeAddresses)
             ipcache[Ipv4Prefix.Host(address).ToNetwork()] = ReservedIdentity.Host;
 
@@ -142,25 +154,8 @@ public sealed class PolicyTranslator
         var localsByNamespace = locals.GroupBy(l => l.Pod.Namespace, StringComparer.Ordinal).ToDictionary(g => g.Key, g => g.ToList(), StringComparer.Ordinal);
         foreach (var policy in policies)
             Select(policy, localsByNamespace);
-        var context = new RuleContext(podIdentities, allIdentities, nodeAddresses, _keyOf);
-        var rules = new HashSet<PolicyRuleKey>();
-        var resolved = new Dictionary<(CompiledPolicy, PolicyDirection), ResolvedRules>();
-        foreach (var local in locals)
-        {
-            foreach (var (direction, selecting) in new[] { (PolicyDirection.Ingress, local.Ingress), (PolicyDirection.Egress, local.Egress) })
-            {
-                foreach (var policy in selecting)
-                {
-                    if (!resolved.TryGetValue((policy, direction), out var r))
-                        resolved[(policy, direction)] = r = context.Resolve(policy, direction);
-                    Stamp(local, r, rules);
-                }
-            }
-            // This node's own addresses always reach its pods (kubelet probes), as in Calico and Cilium.
-            if ((local.Flags & EndpointFlags.IngressIsolated) != 0)
-                rules.Add(PolicyRuleKey.AnyPort(local.EndpointId, ReservedIdentity.Host, PolicyDirection.Ingress));
-        }
-        RemoveCovered(rules);
+        _resolver.Begin(policies, podIdentities, allIdentities, nodeAddresses, removed, addedIdentities);
+        var rules = EndpointRules(locals);
 
         var endpoints = new Dictionary<IPAddress, PolicyEndpoint>();
         foreach (var local in locals)
@@ -171,7 +166,7 @@ public sealed class PolicyTranslator
             ipcache,
             endpoints,
             rules,
-            new Dictionary<uint, IdentityKey>(_keyOf),
+            new Dictionary<uint, IdentityKey>(_identities.Keys),
             [.. errors.OrderBy(e => e.Kind, StringComparer.Ordinal).ThenBy(e => e.Object, StringComparer.Ordinal).ThenBy(e => e.Message, StringComparer.Ordinal)]);
     }
 
@@ -222,6 +217,18 @@ public sealed class PolicyTranslator
             _prefixes = new PrefixIndex(prefixes);
     }
 
+    /// <summary>The port names egress rules reference: a pod's numbers for them are part of its identity key.</summary>
+    private void UpdateEgressNames(List<CompiledPolicy> policies)
+    {
+        var names = new HashSet<string>(
+            policies.Where(p => !p.Failed).SelectMany(p => p.Egress).SelectMany(r => r.Ports).Select(p => p.Name).OfType<string>(),
+            StringComparer.Ordinal);
+        if (names.SetEquals(_egressNames))
+            return;
+        _egressNames = names;
+        _egressNamesVersion++;
+    }
+
     private HashSet<uint> NodeAddresses(ClusterSnapshot snapshot)
     {
         var result = new HashSet<uint>(_localAddresses);
@@ -236,16 +243,16 @@ public sealed class PolicyTranslator
     /// Which pod holds each IPv4 pod address. Two pods claiming one address (an old pod still
     /// being deleted and its successor): the one not being deleted wins, else the first by key.
     /// </summary>
-    private Dictionary<uint, PodFacts> AddressOwners(ClusterSnapshot snapshot, HashSet<uint> nodeAddresses, List<TranslationError> errors)
+    private Dictionary<uint, PodEntry> AddressOwners(ClusterSnapshot snapshot, HashSet<uint> nodeAddresses, List<TranslationError> errors)
     {
-        var cache = new Dictionary<V1Pod, PodFacts?>(snapshot.Pods.Count, ReferenceEqualityComparer.Instance);
-        var owners = new Dictionary<uint, PodFacts>(snapshot.Pods.Count);
+        var cache = new Dictionary<V1Pod, PodEntry>(snapshot.Pods.Count, ReferenceEqualityComparer.Instance);
+        var owners = new Dictionary<uint, PodEntry>(snapshot.Pods.Count);
         foreach (var (key, pod) in snapshot.Pods)
         {
-            if (!_pods.TryGetValue(pod, out var facts))
-                facts = Facts(key, pod);
-            cache[pod] = facts;
-            if (facts is null)
+            if (!_pods.TryGetValue(pod, out var entry))
+                entry = new PodEntry(Facts(key, pod));
+            cache[pod] = entry;
+            if (entry.Facts is not { } facts)
                 continue;
             if (facts.Error is { } error)
                 errors.Add(new TranslationError("Pod", key, error));
@@ -253,9 +260,9 @@ public sealed class PolicyTranslator
             {
                 if (nodeAddresses.Contains(address))
                     continue;
-                if (owners.TryGetValue(address, out var current) && !(current.Deleting && !facts.Deleting))
+                if (owners.TryGetValue(address, out var current) && !(current.Facts!.Deleting && !facts.Deleting))
                     continue;
-                owners[address] = facts;
+                owners[address] = entry;
             }
         }
         _pods = cache;
@@ -324,12 +331,23 @@ public sealed class PolicyTranslator
         return labels;
     }
 
-    private IdentityKey PodKey(PodFacts pod, LabelSet namespaceLabels, uint address, HashSet<string> egressNames)
+    private IdentityKey PodKey(PodEntry entry, LabelSet namespaceLabels, uint address)
     {
+        var pod = entry.Facts!;
+        int index = Array.IndexOf(pod.Addresses, address);
+        if (entry.Keys is null || !namespaceLabels.Equals(entry.NamespaceLabels) || !ReferenceEquals(entry.Prefixes, _prefixes) || entry.EgressNamesVersion != _egressNamesVersion)
+        {
+            entry.Keys = new IdentityKey[pod.Addresses.Length];
+            entry.NamespaceLabels = namespaceLabels;
+            entry.Prefixes = _prefixes;
+            entry.EgressNamesVersion = _egressNamesVersion;
+        }
+        if (entry.Keys[index] is { } cached)
+            return cached;
         ImmutableArray<NamedPort> named = [];
-        if (egressNames.Count > 0 && pod.Ports.Length > 0)
-            named = [.. pod.Ports.Where(p => egressNames.Contains(p.Name))];
-        return new IdentityKey(pod.Namespace, pod.Labels, namespaceLabels, _prefixes.SignatureOf(Ipv4Prefix.Host(address)), named);
+        if (_egressNames.Count > 0 && pod.Ports.Length > 0)
+            named = [.. pod.Ports.Where(p => _egressNames.Contains(p.Name))];
+        return entry.Keys[index] = _identities.Canonical(new IdentityKey(pod.Namespace, pod.Labels, namespaceLabels, _prefixes.SignatureOf(Ipv4Prefix.Host(address)), named));
     }
 
     /// <summary>Records that <paramref name="holder"/> (a pod address or an ipBlock prefix) has <paramref name="key"/>.</summary>
@@ -342,72 +360,18 @@ public sealed class PolicyTranslator
         return key;
     }
 
-    /// <summary>
-    /// Keeps the number of every key still in use, forgets the others, and numbers new keys: first
-    /// with a number the pinned ipcache held for their prefixes (first computation only; the
-    /// number most of a key's prefixes held wins, ties to the lower number, and a number goes to
-    /// one key only), then from the allocator in key order (so equal input gives equal numbers).
-    /// </summary>
-    private void AssignIdentities(Dictionary<IdentityKey, List<Ipv4Prefix>> keys, PolicyHints? hints)
-    {
-        foreach (var (key, id) in _identityOf.ToList())
-        {
-            if (keys.ContainsKey(key))
-                continue;
-            _identityOf.Remove(key);
-            _keyOf.Remove(id);
-        }
-        var fresh = keys.Keys.Where(k => !_identityOf.ContainsKey(k)).ToList();
-        if (fresh.Count == 0)
-            return;
-        var hinted = new HashSet<uint>();
-        if (hints is not null)
-        {
-            hinted.UnionWith(hints.IpCache.Values.Where(v => v is >= ReservedIdentity.FirstAllocated and <= ReservedIdentity.MaxAllocated));
-            var votes = new Dictionary<(IdentityKey Key, uint Id), int>();
-            foreach (var key in fresh)
-                foreach (var prefix in keys[key])
-                    if (hints.IpCache.TryGetValue(prefix.ToNetwork(), out var id) && hinted.Contains(id))
-                        votes[(key, id)] = votes.GetValueOrDefault((key, id)) + 1;
-            foreach (var ((key, id), _) in votes.OrderByDescending(v => v.Value).ThenBy(v => v.Key.Id).ThenBy(v => v.Key.Key.ToString(), StringComparer.Ordinal))
-            {
-                if (_identityOf.ContainsKey(key) || _keyOf.ContainsKey(id))
-                    continue;
-                _identityOf[key] = id;
-                _keyOf[id] = key;
-            }
-            if (hinted.Count > 0)
-                _identityHighWater = Math.Max(_identityHighWater, hinted.Max());
-        }
-        fresh.RemoveAll(_identityOf.ContainsKey);
-        fresh.Sort((a, b) => string.CompareOrdinal(a.ToString(), b.ToString()));
-        // Numbers a restarted daemon found but did not re-adopt are still in the maps until the
-        // first sync removes them: they are not handed out in this computation.
-        var allocator = new IdAllocator(
-            id => id < ReservedIdentity.FirstAllocated || _keyOf.ContainsKey(id) || hinted.Contains(id),
-            (int)ReservedIdentity.FirstAllocated - 1 + _keyOf.Count + hinted.Count(h => !_keyOf.ContainsKey(h)),
-            ReservedIdentity.MaxAllocated, _identityHighWater);
-        foreach (var key in fresh)
-        {
-            if (!allocator.TryAllocate(out var id))
-                throw new InvalidOperationException($"identity numbers exhausted ({_keyOf.Count} in use)");
-            _identityOf[key] = id;
-            _keyOf[id] = key;
-        }
-        _identityHighWater = allocator.HighWater;
-    }
-
     /// <summary>This node's pods, with endpoint ids: kept per pod, re-adopted from hints by address on the first computation, else allocated in pod order.</summary>
-    private List<LocalPod> LocalPods(Dictionary<uint, PodFacts> owners, Dictionary<uint, IdentityKey> keyOfAddress, PolicyHints? hints)
+    private List<LocalPod> LocalPods(Dictionary<uint, PodEntry> owners, Dictionary<uint, IdentityKey> keyOfAddress, PolicyHints? hints)
     {
         var byPod = new SortedDictionary<string, LocalPod>(StringComparer.Ordinal);
-        foreach (var (address, pod) in owners)
+        foreach (var (address, entry) in owners)
         {
+            var pod = entry.Facts!;
             if (!pod.Local)
                 continue;
             if (!byPod.TryGetValue(pod.Key, out var local))
                 byPod[pod.Key] = local = new LocalPod(pod);
-            local.Addresses.Add((address, _identityOf[keyOfAddress[address]]));
+            local.Addresses.Add((address, _identities[keyOfAddress[address]]));
         }
         foreach (var (key, id) in _endpointIdOf.ToList())
         {
@@ -483,6 +447,44 @@ public sealed class PolicyTranslator
         }
     }
 
+    /// <summary>
+    /// Each local endpoint's rule set: the union of the resolved rules of the policies selecting
+    /// it, plus this node's admission when ingress is isolated, minus covered keys. An endpoint
+    /// whose pod, flags and policy resolutions are the ones of the previous computation keeps its
+    /// set instance, so the syncer can skip it by reference.
+    /// </summary>
+    private Dictionary<uint, IReadOnlySet<PolicyRuleKey>> EndpointRules(List<LocalPod> locals)
+    {
+        var result = new Dictionary<uint, IReadOnlySet<PolicyRuleKey>>(locals.Count);
+        var cache = new Dictionary<string, EndpointRuleSet>(locals.Count, StringComparer.Ordinal);
+        foreach (var local in locals)
+        {
+            var ingress = local.Ingress.Select(p => _resolver.Resolve(p, PolicyDirection.Ingress)).ToArray();
+            var egress = local.Egress.Select(p => _resolver.Resolve(p, PolicyDirection.Egress)).ToArray();
+            if (!_endpointRules.TryGetValue(local.Pod.Key, out var set)
+                || !ReferenceEquals(set.Pod, local.Pod) || set.EndpointId != local.EndpointId || set.Flags != local.Flags
+                || !set.Ingress.AsSpan().SequenceEqual(ingress) || !set.Egress.AsSpan().SequenceEqual(egress))
+            {
+                var rules = local.Flags == EndpointFlags.None ? NoRules : new HashSet<PolicyRuleKey>();
+                foreach (var r in ingress)
+                    Stamp(local, r, rules);
+                foreach (var r in egress)
+                    Stamp(local, r, rules);
+                // This node's own addresses always reach its pods (kubelet probes), as in Calico and Cilium.
+                if ((local.Flags & EndpointFlags.IngressIsolated) != 0)
+                    rules.Add(PolicyRuleKey.AnyPort(local.EndpointId, ReservedIdentity.Host, PolicyDirection.Ingress));
+                RemoveCovered(rules);
+                set = new EndpointRuleSet(local.Pod, local.EndpointId, local.Flags, ingress, egress, rules);
+            }
+            cache[local.Pod.Key] = set;
+            result[local.EndpointId] = set.Rules;
+        }
+        _endpointRules = cache;
+        return result;
+    }
+
+    private static readonly HashSet<PolicyRuleKey> NoRules = [];
+
     /// <summary>Adds a policy's resolved rules for one local pod: the keys with its endpoint id, and its named ingress ports resolved on its own containers.</summary>
     private static void Stamp(LocalPod local, ResolvedRules resolved, HashSet<PolicyRuleKey> rules)
     {
@@ -504,161 +506,46 @@ public sealed class PolicyTranslator
     /// <summary>
     /// Drops keys that another key already covers: a shorter prefix for the same endpoint,
     /// identity and direction, or a key for identity 0 (any peer) whose prefix covers it (the
-    /// datapath looks up the peer's identity, then identity 0).
+    /// datapath looks up the peer's identity, then identity 0). Only keys that could be covered
+    /// are probed: those whose (endpoint, identity, direction) has a key shorter than one port, or
+    /// whose (endpoint, direction) has any-peer keys.
     /// </summary>
-    private static readonly uint[] AnyOnly = [ReservedIdentity.Any];
-
     private static void RemoveCovered(HashSet<PolicyRuleKey> rules)
     {
         ulong lengths = 0; // bit n: some key has prefix length 64 + n
+        var shortGroups = new HashSet<(uint, uint, PolicyDirection)>();
+        var anyPeer = new HashSet<(uint, PolicyDirection)>();
         foreach (var key in rules)
+        {
             lengths |= 1UL << (key.PrefixLength - 64);
-        if (BitOperations.PopCount(lengths) < 2 && !rules.Any(k => k.Identity == ReservedIdentity.Any))
+            if (key.PrefixLength < PolicyRuleKey.FullPrefix)
+                shortGroups.Add((key.EndpointId, key.Identity, key.Direction));
+            if (key.Identity == ReservedIdentity.Any)
+                anyPeer.Add((key.EndpointId, key.Direction));
+        }
+        if (shortGroups.Count == 0 && anyPeer.Count == 0)
             return;
         var covered = new List<PolicyRuleKey>();
         foreach (var key in rules)
         {
-            foreach (var identity in key.Identity == ReservedIdentity.Any ? AnyOnly : new[] { key.Identity, ReservedIdentity.Any })
-            {
-                var probe = key with { Identity = identity };
-                bool found = false;
-                for (int len = PolicyRuleKey.AnyProtocolPrefix; len <= key.PrefixLength && !found; len++)
-                {
-                    if ((lengths & (1UL << (len - 64))) == 0 || (len == key.PrefixLength && identity == key.Identity))
-                        continue;
-                    found = rules.Contains(probe.WithPrefix(len));
-                }
-                if (found)
-                {
-                    covered.Add(key);
-                    break;
-                }
-            }
+            if ((shortGroups.Contains((key.EndpointId, key.Identity, key.Direction)) && CoveredBy(rules, key, key.Identity, lengths))
+                || (key.Identity != ReservedIdentity.Any && anyPeer.Contains((key.EndpointId, key.Direction)) && CoveredBy(rules, key, ReservedIdentity.Any, lengths)))
+                covered.Add(key);
         }
         rules.ExceptWith(covered);
     }
 
-    /// <summary>Peer and port resolution for one computation.</summary>
-    private sealed class RuleContext(
-        Dictionary<string, List<Identity>> podIdentities,
-        List<Identity> allIdentities,
-        HashSet<uint> nodeAddresses,
-        Dictionary<uint, IdentityKey> keyOf)
+    /// <summary>Whether a key for <paramref name="identity"/>, other than <paramref name="key"/>, with its prefix or a shorter one covers it.</summary>
+    private static bool CoveredBy(HashSet<PolicyRuleKey> rules, PolicyRuleKey key, uint identity, ulong lengths)
     {
-        public ResolvedRules Resolve(CompiledPolicy policy, PolicyDirection direction)
+        var probe = key with { Identity = identity };
+        for (int len = PolicyRuleKey.AnyProtocolPrefix; len <= key.PrefixLength; len++)
         {
-            var keys = new List<PolicyRuleKey>();
-            var named = new List<(uint[], string, L4Protocol)>();
-            foreach (var rule in direction == PolicyDirection.Ingress ? policy.Ingress : policy.Egress)
-            {
-                uint[]? peers = rule.Peers.IsEmpty ? null : [.. Peers(policy, rule)];
-                if (rule.Ports.IsEmpty)
-                {
-                    foreach (var peer in peers ?? [ReservedIdentity.Any])
-                        keys.Add(PolicyRuleKey.AnyPort(0, peer, direction));
-                    continue;
-                }
-                foreach (var port in rule.Ports)
-                {
-                    if (port.Name is null)
-                    {
-                        foreach (var peer in peers ?? [ReservedIdentity.Any])
-                            AddPorts(keys, peer, direction, port);
-                    }
-                    else if (direction == PolicyDirection.Ingress)
-                    {
-                        named.Add((peers ?? [ReservedIdentity.Any], port.Name, port.Protocol));
-                    }
-                    else
-                    {
-                        // Egress: the name resolves on each remote pod; peers that are not pods have no ports.
-                        foreach (var peer in peers ?? allIdentities.Where(i => i.Key.IsPod).Select(i => i.Id))
-                            foreach (var np in keyOf.TryGetValue(peer, out var key) ? key.NamedPorts : [])
-                                if (np.Protocol == port.Protocol && string.Equals(np.Name, port.Name, StringComparison.Ordinal))
-                                    keys.Add(PolicyRuleKey.PortBlock(0, peer, direction, np.Protocol, np.Port, 16));
-                    }
-                }
-            }
-            return new ResolvedRules(keys, named);
+            if ((lengths & (1UL << (len - 64))) == 0 || (len == key.PrefixLength && identity == key.Identity))
+                continue;
+            if (rules.Contains(probe.WithPrefix(len)))
+                return true;
         }
-
-        private static void AddPorts(List<PolicyRuleKey> keys, uint peer, PolicyDirection direction, CompiledPort port)
-        {
-            if (port.Port == 0)
-            {
-                keys.Add(PolicyRuleKey.AllPortsOf(0, peer, direction, port.Protocol));
-                return;
-            }
-            foreach (var (first, bits) in PortBlocks(port.Port, port.EndPort))
-                keys.Add(PolicyRuleKey.PortBlock(0, peer, direction, port.Protocol, first, bits));
-        }
-
-        /// <summary>The identities one rule's peers match (peers OR).</summary>
-        private HashSet<uint> Peers(CompiledPolicy policy, CompiledRule rule)
-        {
-            var result = new HashSet<uint>();
-            foreach (var peer in rule.Peers)
-            {
-                if (peer.Block is { } block)
-                {
-                    foreach (var identity in allIdentities)
-                        if (InBlock(block, identity.Representative))
-                            result.Add(identity.Id);
-                    foreach (var address in nodeAddresses)
-                        if (InBlock(block, Ipv4Prefix.Host(address)))
-                            result.Add(ReservedIdentity.Host);
-                    continue;
-                }
-                if (!peer.IsPodPeer)
-                    continue; // an IPv6 ipBlock: nothing on this datapath
-                if (peer.Namespaces is null)
-                {
-                    AddPods(result, policy.Namespace, peer.Pods);
-                    continue;
-                }
-                foreach (var (ns, identities) in podIdentities)
-                    if (peer.Namespaces.Matches(identities[0].Key.NamespaceLabels))
-                        AddPods(result, ns, peer.Pods);
-            }
-            return result;
-        }
-
-        private void AddPods(HashSet<uint> result, string ns, LabelSelector? pods)
-        {
-            if (!podIdentities.TryGetValue(ns, out var identities))
-                return;
-            foreach (var identity in identities)
-                if (pods is null || pods.Matches(identity.Key.PodLabels))
-                    result.Add(identity.Id);
-        }
-
-        /// <summary>
-        /// Whether the addresses of a prefix are in cidr minus except. Exact for every identity:
-        /// the ipcache gives an address the identity of its longest match, and each except prefix
-        /// has its own entry.
-        /// </summary>
-        private static bool InBlock(CidrBlock block, Ipv4Prefix prefix)
-        {
-            if (!block.Cidr.Contains(prefix))
-                return false;
-            foreach (var e in block.Except)
-                if (e.Contains(prefix))
-                    return false;
-            return true;
-        }
-    }
-
-    /// <summary>The fewest aligned port blocks (first port, leading bits) that cover first..last exactly.</summary>
-    internal static IEnumerable<(ushort First, int Bits)> PortBlocks(int first, int last)
-    {
-        int lo = first;
-        while (lo <= last)
-        {
-            int size = lo == 0 ? 1 << 16 : lo & -lo;
-            while (lo + size - 1 > last)
-                size >>= 1;
-            yield return ((ushort)lo, 16 - BitOperations.Log2((uint)size));
-            lo += size;
-        }
+        return false;
     }
 }

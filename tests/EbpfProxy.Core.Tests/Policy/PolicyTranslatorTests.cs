@@ -171,13 +171,41 @@ public class PolicyTranslatorTests
         var translator = new PolicyTranslator("node-1");
         var isolated = translator.Compute(store.Snapshot());
         Assert.All(isolated.Endpoints.Values, e => Assert.Equal(EndpointFlags.IngressIsolated | EndpointFlags.EgressIsolated, e.Flags));
-        Assert.NotEmpty(isolated.Rules);
+        Assert.NotEmpty(isolated.AllRules);
 
         store.Delete(Policy("prod", "deny", new V1NetworkPolicySpec()));
         var open = translator.Compute(store.Snapshot());
         Assert.All(open.Endpoints.Values, e => Assert.Equal(EndpointFlags.None, e.Flags));
-        Assert.Empty(open.Rules);
+        Assert.Empty(open.AllRules);
         Assert.Equal(isolated.Endpoints.Keys.Select(a => a.ToString()).Order(), open.Endpoints.Keys.Select(a => a.ToString()).Order());
+    }
+
+    [Fact]
+    public void EndpointsWhoseRulesDidNotChangeKeepTheirSetInstance()
+    {
+        var store = ThreePods();
+        store.Upsert(Pod("prod", "api", "10.244.1.13", "node-1", ("app", "api")));
+        store.Upsert(Policy("prod", "web-from-db", new V1NetworkPolicySpec
+        {
+            PodSelector = Labels("app", "web"),
+            Ingress = [new V1NetworkPolicyIngressRule { FromProperty = [new V1NetworkPolicyPeer { PodSelector = Labels("app", "db") }] }],
+        }));
+        store.Upsert(Policy("prod", "api-from-web", new V1NetworkPolicySpec
+        {
+            PodSelector = Labels("app", "api"),
+            Ingress = [new V1NetworkPolicyIngressRule { FromProperty = [new V1NetworkPolicyPeer { PodSelector = Labels("app", "web") }] }],
+        }));
+        var translator = new PolicyTranslator("node-1");
+        var before = translator.Compute(store.Snapshot());
+        var web = before.Endpoints[IPAddress.Parse("10.244.1.11")].Id;
+        var api = before.Endpoints[IPAddress.Parse("10.244.1.13")].Id;
+
+        // A new db pod changes what web admits; api's rules (from web) are untouched.
+        store.Upsert(Pod("prod", "db-2", "10.244.2.12", "node-2", ("app", "db"), ("v", "2")));
+        var after = translator.Compute(store.Snapshot());
+        Assert.Same(before.RulesByEndpoint[api], after.RulesByEndpoint[api]);
+        Assert.NotSame(before.RulesByEndpoint[web], after.RulesByEndpoint[web]);
+        Assert.Contains(PolicyRuleKey.AnyPort(web, IdentityAt(after, "10.244.2.12"), PolicyDirection.Ingress), after.RulesByEndpoint[web]);
     }
 
     [Fact]
@@ -192,9 +220,9 @@ public class PolicyTranslatorTests
         var state = PolicyTranslator.ComputeOnce(store.Snapshot(), "node-1");
         var ep = state.Endpoints[IPAddress.Parse("10.244.1.11")];
         Assert.Equal(EndpointFlags.IngressIsolated, ep.Flags);
-        var rules = state.Rules.Where(r => r.EndpointId == ep.Id && r.Identity != ReservedIdentity.Host).ToList();
+        var rules = state.RulesByEndpoint[ep.Id].Where(r => r.Identity != ReservedIdentity.Host).ToList();
         Assert.Equal([PolicyRuleKey.AllPortsOf(ep.Id, ReservedIdentity.Any, PolicyDirection.Ingress, L4Protocol.Udp)], rules);
-        Assert.DoesNotContain(state.Rules, r => r.EndpointId == ep.Id && r.Identity != ReservedIdentity.Host && r.Protocol is L4Protocol.Tcp or L4Protocol.Any);
+        Assert.DoesNotContain(state.AllRules, r => r.EndpointId == ep.Id && r.Identity != ReservedIdentity.Host && r.Protocol is L4Protocol.Tcp or L4Protocol.Any);
     }
 
     [Fact]
@@ -226,7 +254,7 @@ public class PolicyTranslatorTests
         // good still allows db; bad and null-spec add isolation only; null-peer isolates egress and allows nothing.
         Assert.Equal(
             [PolicyRuleKey.AnyPort(ep.Id, ReservedIdentity.Host, PolicyDirection.Ingress), PolicyRuleKey.AnyPort(ep.Id, db, PolicyDirection.Ingress)],
-            state.Rules.Where(r => r.EndpointId == ep.Id).Order());
+            state.RulesByEndpoint[ep.Id].Order());
     }
 
     [Fact]
@@ -250,7 +278,7 @@ public class PolicyTranslatorTests
         var state = PolicyTranslator.ComputeOnce(store.Snapshot(), "node-1");
         var ep = state.Endpoints[IPAddress.Parse("10.244.1.11")].Id;
         var db = IdentityAt(state, "10.244.2.11");
-        var rules = state.Rules.Where(r => r.EndpointId == ep).Order().Select(r => r.ToString()).ToList();
+        var rules = state.RulesByEndpoint[ep].Order().Select(r => r.ToString()).ToList();
         Assert.Equal(["ingress any TCP/443", "ingress host *", $"ingress {db} TCP/80"], rules);
     }
 
@@ -297,6 +325,6 @@ public class PolicyTranslatorTests
         var state = PolicyTranslator.ComputeOnce(store.Snapshot(), "node-1");
         Assert.Empty(state.Errors);
         var ep = state.Endpoints[IPAddress.Parse("10.244.1.11")].Id;
-        Assert.Equal([PolicyRuleKey.AnyPort(ep, ReservedIdentity.Host, PolicyDirection.Ingress)], state.Rules.Where(r => r.EndpointId == ep));
+        Assert.Equal([PolicyRuleKey.AnyPort(ep, ReservedIdentity.Host, PolicyDirection.Ingress)], state.RulesByEndpoint[ep]);
     }
 }

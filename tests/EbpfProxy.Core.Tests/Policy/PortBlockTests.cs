@@ -13,7 +13,7 @@ public class PortBlockTests
     [InlineData(32768, 60999, 7)]
     public void RangesBecomeTheFewestAlignedBlocks(int first, int last, int count)
     {
-        var blocks = PolicyTranslator.PortBlocks(first, last).ToList();
+        var blocks = RuleResolver.PortBlocks(first, last).ToList();
         Assert.Equal(count, blocks.Count);
         AssertExactCover(first, last, blocks);
     }
@@ -26,7 +26,7 @@ public class PortBlockTests
         {
             int a = rng.Next(1, 65536), b = rng.Next(1, 65536);
             var (first, last) = (Math.Min(a, b), Math.Max(a, b));
-            var blocks = PolicyTranslator.PortBlocks(first, last).ToList();
+            var blocks = RuleResolver.PortBlocks(first, last).ToList();
             AssertExactCover(first, last, blocks);
             // Aligned blocks cover a range in at most two per bit of the port.
             Assert.InRange(blocks.Count, 1, 30);
