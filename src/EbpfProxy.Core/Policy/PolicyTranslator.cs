@@ -113,13 +113,13 @@ public sealed class PolicyTranslator
         var keys = new Dictionary<IdentityKey, List<Ipv4Prefix>>();
         var keyOfAddress = new Dictionary<uint, IdentityKey>(owners.Count);
         foreach (var (address, pod) in owners)
-            keyOfAddress[address] = Intern(keys, PodKey(pod, LabelsOf(namespaceLabels, pod.Facts!.Namespace), address), Ipv4Prefix.Host(address));
+            keyOfAddress[address] = AddHolder(keys, PodKey(pod, LabelsOf(namespaceLabels, pod.Facts!.Namespace), address), Ipv4Prefix.Host(address));
         var keyOfPrefix = new Dictionary<Ipv4Prefix, IdentityKey>();
         foreach (var prefix in _prefixes.All)
         {
             if (prefix.Length == 32 && (owners.ContainsKey(prefix.Address) || nodeAddresses.Contains(prefix.Address)))
                 continue;
-            keyOfPrefix[prefix] = Intern(keys, IdentityKey.ForCidr(_prefixes.SignatureOf(prefix)), prefix);
+            keyOfPrefix[prefix] = AddHolder(keys, IdentityKey.ForCidr(_prefixes.SignatureOf(prefix)), prefix);
         }
         var (removed, added) = _identities.Update(keys, hints);
 
@@ -351,7 +351,7 @@ public sealed class PolicyTranslator
     }
 
     /// <summary>Records that <paramref name="holder"/> (a pod address or an ipBlock prefix) has <paramref name="key"/>.</summary>
-    private static IdentityKey Intern(Dictionary<IdentityKey, List<Ipv4Prefix>> keys, IdentityKey key, Ipv4Prefix holder)
+    private static IdentityKey AddHolder(Dictionary<IdentityKey, List<Ipv4Prefix>> keys, IdentityKey key, Ipv4Prefix holder)
     {
         if (keys.TryGetValue(key, out var holders))
             holders.Add(holder);
