@@ -1,5 +1,6 @@
 using System.Collections.Immutable;
 using EbpfProxy.Core.Model;
+using EbpfProxy.Core.Translation;
 using k8s.Models;
 
 namespace EbpfProxy.Core.Policy;
@@ -151,13 +152,15 @@ internal sealed record CompiledPolicy(
     {
         if (port is null)
             throw new FormatException($"{where}: empty port entry");
-        var protocol = port.Protocol switch
+        L4Protocol protocol;
+        try
         {
-            null or "" or "TCP" => L4Protocol.Tcp,
-            "UDP" => L4Protocol.Udp,
-            "SCTP" => L4Protocol.Sctp,
-            _ => throw new FormatException($"{where}: protocol '{port.Protocol}' is not TCP, UDP or SCTP"),
-        };
+            protocol = ServiceTranslator.ParseProtocol(port.Protocol);
+        }
+        catch (FormatException ex)
+        {
+            throw new FormatException($"{where}: {ex.Message}");
+        }
         var text = port.Port?.Value?.Trim();
         if (string.IsNullOrEmpty(text))
         {

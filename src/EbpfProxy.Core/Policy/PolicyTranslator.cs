@@ -3,6 +3,7 @@ using System.Net;
 using EbpfProxy.Core.Cluster;
 using EbpfProxy.Core.Model;
 using EbpfProxy.Core.Planning;
+using EbpfProxy.Core.Translation;
 using k8s.Models;
 
 namespace EbpfProxy.Core.Policy;
@@ -295,9 +296,8 @@ public sealed class PolicyTranslator
             {
                 if (string.IsNullOrEmpty(p?.Name) || p.ContainerPort is < 1 or > 65535)
                     continue;
-                var protocol = p.Protocol switch { null or "" or "TCP" => L4Protocol.Tcp, "UDP" => L4Protocol.Udp, "SCTP" => L4Protocol.Sctp, _ => L4Protocol.Any };
-                if (protocol != L4Protocol.Any)
-                    ports.Add(new NamedPort(p.Name, protocol, (ushort)p.ContainerPort));
+                if (p.Protocol is null or "" or "TCP" or "UDP" or "SCTP")
+                    ports.Add(new NamedPort(p.Name, ServiceTranslator.ParseProtocol(p.Protocol), (ushort)p.ContainerPort));
             }
         }
         ports.Sort();
