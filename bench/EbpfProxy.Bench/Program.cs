@@ -17,4 +17,13 @@ var planner = new Command("control-plane", "translation and planning at scale, i
 planner.SetAction(p => ControlPlaneProbe.Run(p.GetValue(services), p.GetValue(eps)));
 root.Add(planner);
 
+var policyCount = new Option<int>("--policies") { DefaultValueFactory = _ => 1000 };
+var policyPods = new Option<int>("--pods") { DefaultValueFactory = _ => 10000 };
+var nodes = new Option<int>("--nodes") { DefaultValueFactory = _ => 50 };
+var runs = new Option<int>("--runs") { DefaultValueFactory = _ => 7 };
+var broad = new Option<bool>("--broad") { Description = "one policy kind admits every pod of two thirds of the namespaces (the cost of broad selectors)" };
+var policy = new Command("policy-scale", "NetworkPolicy computation at scale, in process (issue 5)") { policyPods, policyCount, nodes, runs, broad };
+policy.SetAction(p => PolicyScaleProbe.Run(p.GetValue(policyPods), p.GetValue(policyCount), p.GetValue(nodes), p.GetValue(runs), p.GetValue(broad)));
+root.Add(policy);
+
 return await root.Parse(args).InvokeAsync();
