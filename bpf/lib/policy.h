@@ -117,7 +117,13 @@ static __always_inline __u32 policy4_enforce(struct __sk_buff *skb, const struct
 		ct4_key_make(&key, post.daddr, post.saddr, post.dport, post.sport, post.proto, CT_DIR_POLICY);
 	now = bpf_ktime_get_ns();
 	ct = bpf_map_lookup_elem(&ct4, &key);
-	if (ct && ct_entry_live(ct, p, now) && ct->backend_id == peer && ct->rev_nat_id == peer_port) {
+	/* At to_pod, a reply the service path already restored before it got here
+	 * (a masqueraded connection's reply, undone at the backend's from_pod)
+	 * comes from the frontend the pod addressed, which the key holds: it is a
+	 * reply of the pod's own connection whatever backend answered. */
+	if (ct && ct_entry_live(ct, p, now) &&
+	    ((ct->backend_id == peer && ct->rev_nat_id == peer_port) ||
+	     (!from_pod && !(ct->flags & CT_F_POLICY_INBOUND) && reason == REASON_PASS_NOT_SERVICE))) {
 		tr->policy_verdict = POL_VERDICT_TRACKED;
 		if (!trace)
 			ct_entry_touch(ct, p, now);

@@ -34,7 +34,7 @@ public sealed class ProxyScenario : IAsyncDisposable
         _topo = Topology.Create();
         _bpffs = BpfFsMount.CreateTemp();
         _cgroup = TestCgroup.Create();
-        ManifestDir = Directory.CreateTempSubdirectory("epx-e2e-manifests-").FullName;
+        ManifestDir = Directory.CreateTempSubdirectory("ebpfproxy-e2e-manifests-").FullName;
     }
 
     public string ManifestDir { get; }

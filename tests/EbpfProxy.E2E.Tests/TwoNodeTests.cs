@@ -121,7 +121,7 @@ public sealed class TwoNodeTests(ITestOutputHelper output) : IAsyncLifetime
             _echo[name] = (tcp, udp);
         }
 
-        _manifests = Directory.CreateTempSubdirectory("epx-e2e-2node-").FullName;
+        _manifests = Directory.CreateTempSubdirectory("ebpfproxy-e2e-2node-").FullName;
         File.WriteAllText(Path.Combine(_manifests, "cluster.yaml"), Manifests);
         foreach (var node in new[] { node1, node2 })
         {

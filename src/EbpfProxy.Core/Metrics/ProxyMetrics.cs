@@ -15,6 +15,7 @@ public sealed class ProxyMetrics : IDisposable
     private readonly Meter _meter;
     private long _pendingChanges;
     private long _lastSyncSuccessUnixSeconds;
+    private long _policyErrors;
 
     public ProxyMetrics(IMeterFactory? factory = null)
     {
@@ -26,6 +27,8 @@ public sealed class ProxyMetrics : IDisposable
         WatchRestarts = _meter.CreateCounter<long>("ebpfproxy_watch_restarts_total", description: "Watches restarted, by resource and reason");
         WatchErrors = _meter.CreateCounter<long>("ebpfproxy_watch_errors_total", description: "List or watch errors, by resource");
         _meter.CreateObservableGauge("ebpfproxy_sync_proxy_rules_pending_changes", () => Interlocked.Read(ref _pendingChanges), description: "Changes recorded and not yet synced");
+        PolicySyncDuration = _meter.CreateHistogram<double>("ebpfproxy_sync_network_policy_duration_seconds", "s", "Duration of one NetworkPolicy pass: compute and write the policy maps");
+        _meter.CreateObservableGauge("ebpfproxy_network_policy_errors", () => Interlocked.Read(ref _policyErrors), description: "NetworkPolicies and pods that could not be fully translated (their isolated directions fail closed)");
         _meter.CreateObservableGauge("ebpfproxy_sync_proxy_rules_last_timestamp_seconds", () => Interlocked.Read(ref _lastSyncSuccessUnixSeconds), "s", "Unix time of the last successful sync");
     }
 
@@ -35,6 +38,14 @@ public sealed class ProxyMetrics : IDisposable
     public Counter<long> MapWrites { get; }
     public Counter<long> WatchRestarts { get; }
     public Counter<long> WatchErrors { get; }
+    public Histogram<double> PolicySyncDuration { get; }
+
+    /// <summary>Objects the last policy computation could not fully translate.</summary>
+    public long PolicyErrors
+    {
+        get => Interlocked.Read(ref _policyErrors);
+        set => Interlocked.Exchange(ref _policyErrors, value);
+    }
 
     public long PendingChanges => Interlocked.Read(ref _pendingChanges);
     public DateTimeOffset? LastSyncSuccess => Interlocked.Read(ref _lastSyncSuccessUnixSeconds) is var s and > 0 ? DateTimeOffset.FromUnixTimeSeconds(s) : null;

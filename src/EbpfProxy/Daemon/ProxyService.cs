@@ -1,3 +1,5 @@
+using EbpfProxy.Datapath.Policy;
+using EbpfProxy.Core.Policy;
 using LibBpf.Net;
 using System.Diagnostics;
 using EbpfProxy.Core.Cluster;
@@ -70,6 +72,7 @@ public sealed partial class ProxyService : BackgroundService
 
             var syncer = new LbSyncer(datapath.Maps, new LbLimits(_datapathOptions.BackendsMax, (ushort)Math.Min(_datapathOptions.RevNatMax - 1, ushort.MaxValue)), _loggers.CreateLogger<LbSyncer>());
             var translator = new ServiceTranslator(new NodeContext(_options.NodeName));
+            var policy = new PolicySync(new PolicySyncer(datapath.Policy), _options.NodeName);
             System.Net.IPAddress? masqueradeAddress = null;
             using var healthChecks = new ServiceHealthServers(_health, _loggers.CreateLogger<ServiceHealthServers>());
             var runner = new BoundedFrequencyRunner(
@@ -92,7 +95,10 @@ public sealed partial class ProxyService : BackgroundService
                     }
                     try
                     {
-                        SyncOnce(syncer, translator, trigger, healthChecks);
+                        var snapshot = SyncOnce(syncer, translator, trigger, healthChecks);
+                        SyncPolicy(policy, snapshot, trigger);
+                        // Programs attach once services and policies are both in the maps.
+                        _firstSync.TrySetResult();
                     }
                     catch
                     {
@@ -139,7 +145,7 @@ public sealed partial class ProxyService : BackgroundService
         }
     }
 
-    private void SyncOnce(LbSyncer syncer, ServiceTranslator translator, SyncTrigger trigger, ServiceHealthServers healthChecks)
+    private ClusterSnapshot SyncOnce(LbSyncer syncer, ServiceTranslator translator, SyncTrigger trigger, ServiceHealthServers healthChecks)
     {
         var sw = Stopwatch.StartNew();
         var startedAt = _time.GetUtcNow();
@@ -171,7 +177,6 @@ public sealed partial class ProxyService : BackgroundService
         _metrics.MapWrites.Add(result.Writes + result.Deletes);
         _metrics.SyncSucceeded(now, pending);
         _health.Synced(startedAt);
-        _firstSync.TrySetResult();
         healthChecks.Update(translation.HealthChecks);
         // Network programming latency: from the EndpointSlice controller's trigger time to now,
         // for slices that changed after start-up (the first sync programs history, not changes).
@@ -189,7 +194,58 @@ public sealed partial class ProxyService : BackgroundService
         }
         LogSynced(_logger, n, trigger, snapshot.Version, result.Writes, result.Deletes, result.ConntrackPurged, translation.State.Frontends.Count,
             translateTime.TotalMilliseconds, result.PlanTime.TotalMilliseconds, result.WriteTime.TotalMilliseconds, GC.GetTotalMemory(false) / 1048576, sw.Elapsed.TotalMilliseconds);
+        return snapshot;
     }
+
+    /// <summary>The NetworkPolicy side of a sync: its translator (created with the pinned maps' numbers) and the inputs it last saw.</summary>
+    private sealed class PolicySync(PolicySyncer syncer, string nodeName)
+    {
+        public PolicySyncer Syncer { get; } = syncer;
+        public string NodeName { get; } = nodeName;
+        public PolicyTranslator? Translator { get; set; }
+        public ClusterSnapshot? Inputs { get; set; }
+        public HashSet<string> Reported { get; set; } = new(StringComparer.Ordinal);
+    }
+
+    /// <summary>
+    /// Recomputes and writes the policy maps when pods, namespaces, policies or the node changed
+    /// (and on every full resync, which re-reads the maps). An error in one policy or pod fails
+    /// closed for what it selects and is logged and counted; it never stops the others.
+    /// </summary>
+    private void SyncPolicy(PolicySync policy, ClusterSnapshot snapshot, SyncTrigger trigger)
+    {
+        bool full = trigger != SyncTrigger.Requested || policy.Translator is null;
+        if (!full && policy.Inputs is { } last
+            && ReferenceEquals(last.Pods, snapshot.Pods) && ReferenceEquals(last.Namespaces, snapshot.Namespaces)
+            && ReferenceEquals(last.NetworkPolicies, snapshot.NetworkPolicies) && ReferenceEquals(last.Nodes, snapshot.Nodes))
+            return;
+        var sw = Stopwatch.StartNew();
+        policy.Translator ??= new PolicyTranslator(policy.NodeName, LocalAddresses(), policy.Syncer.ReadHints());
+        var desired = policy.Translator.Compute(snapshot);
+        var computeTime = sw.Elapsed;
+        var result = policy.Syncer.Sync(desired, reread: full);
+        policy.Inputs = snapshot;
+        var reported = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var e in desired.Errors)
+        {
+            reported.Add(e.ToString());
+            if (!policy.Reported.Contains(e.ToString()))
+                LogPolicyError(_logger, e.Kind, e.Object, e.Message);
+        }
+        policy.Reported = reported;
+        _metrics.PolicyErrors = desired.Errors.Length;
+        _metrics.PolicySyncDuration.Record(sw.Elapsed.TotalSeconds);
+        _metrics.MapWrites.Add(result.Writes + result.Deletes);
+        if (result.Writes + result.Deletes > 0 || full)
+            LogPolicySynced(_logger, result.Writes, result.Deletes, desired.Endpoints.Count(e => e.Value.Flags != EndpointFlags.None), desired.RuleCount,
+                desired.IpCache.Count, desired.Errors.Length, computeTime.TotalMilliseconds, sw.Elapsed.TotalMilliseconds);
+    }
+
+    [LoggerMessage(EventId = 10, Level = LogLevel.Warning, Message = "NetworkPolicy: {Kind} {Object}: {Message}")]
+    private static partial void LogPolicyError(ILogger logger, string kind, string @object, string message);
+
+    [LoggerMessage(EventId = 11, Level = LogLevel.Information, Message = "Policy sync: {Writes} writes, {Deletes} deletes; {Isolated} isolated local pods, {Rules} rules, {Ipcache} ipcache entries, {Errors} errors; compute {ComputeMs:F1} ms, {ElapsedMs:F1} ms")]
+    private static partial void LogPolicySynced(ILogger logger, int writes, int deletes, int isolated, int rules, int ipcache, int errors, double computeMs, double elapsedMs);
 
     /// <summary>
     /// The address masqueraded traffic leaves with: --masquerade-address, else the node's primary

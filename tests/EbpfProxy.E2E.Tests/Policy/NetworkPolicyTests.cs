@@ -3,10 +3,22 @@ using Xunit.Abstractions;
 
 namespace EbpfProxy.E2E.Tests.Policy;
 
-/// <summary>NetworkPolicy end to end on the upstream 9-pod model (see <see cref="PolicyModel"/>).</summary>
+/// <summary>
+/// NetworkPolicy end to end on the upstream 9-pod model (see <see cref="PolicyModel"/>): each test
+/// writes policies (and labels) into the manifest folder the real daemon follows, then compares
+/// the probe matrix cell by cell with what networking.k8s.io/v1 says.
+/// </summary>
 public sealed class NetworkPolicyTests(ITestOutputHelper output)
 {
     private static bool All(ModelPod from, ModelPod to) => true;
+
+    private static string Policy(string ns, string name, string spec) => $"""
+        apiVersion: networking.k8s.io/v1
+        kind: NetworkPolicy
+        metadata: {"{"}name: {name}, namespace: {ns}{"}"}
+        spec:
+        {string.Join("\n", spec.Split('\n').Select(l => "  " + l))}
+        """;
 
     [PrivilegedFact]
     public async Task WithoutPoliciesEveryPodReachesEveryPodByAddressAndService()
@@ -17,5 +29,211 @@ public sealed class NetworkPolicyTests(ITestOutputHelper output)
             await m.ExpectAsync(All, probe);
             await m.ExpectAsync(All, probe, viaService: true);
         }
+    }
+
+    [PrivilegedFact]
+    public async Task DefaultDenyIngressIsolatesOneNamespaceAndDeletingItRestoresEverything()
+    {
+        await using var m = await PolicyModel.StartAsync(output);
+        m.WritePolicies(Policy("x", "deny-ingress", """
+            podSelector: {}
+            policyTypes: [Ingress]
+            """));
+        var took = await m.ExpectAsync((f, t) => t.Namespace != "x", Probe.Tcp80);
+        output.WriteLine($"default deny took effect within {took.TotalMilliseconds:F0} ms");
+        await m.ExpectAsync((f, t) => t.Namespace != "x", Probe.Udp80);
+        await m.ExpectAsync((f, t) => t.Namespace != "x", Probe.Tcp81, viaService: true);
+        // An isolated pod reaching itself through its Service: masqueraded to the node (admitted),
+        // and the reply, restored before it reaches the pod, is recognised as the pod's own.
+        Assert.True(await PolicyModel.ProbeAsync(m["x/a"], m["x/a"], Probe.Tcp80, viaService: true), "hairpin of an ingress-isolated pod");
+        Assert.True(await PolicyModel.ProbeAsync(m["x/b"], m["x/b"], Probe.Udp81, viaService: true), "hairpin of an ingress-isolated pod (UDP)");
+
+        m.WritePolicies();
+        await m.ExpectAsync(All, Probe.Tcp80);
+        await m.ExpectAsync(All, Probe.Udp80);
+    }
+
+    [PrivilegedFact]
+    public async Task DefaultDenyEgressBlocksClientsButTheyStillAnswerInbound()
+    {
+        await using var m = await PolicyModel.StartAsync(output);
+        m.WritePolicies(Policy("x", "deny-egress", """
+            podSelector: {}
+            policyTypes: [Egress]
+            """));
+        // x's pods cannot open connections, but still answer others (replies pass through conntrack).
+        await m.ExpectAsync((f, t) => f.Namespace != "x", Probe.Tcp80);
+        await m.ExpectAsync((f, t) => f.Namespace != "x", Probe.Udp81);
+        await m.ExpectAsync((f, t) => f.Namespace != "x", Probe.Tcp80, viaService: true);
+    }
+
+    [PrivilegedFact]
+    public async Task AllowFromANamespaceBySelector()
+    {
+        await using var m = await PolicyModel.StartAsync(output);
+        m.WritePolicies(Policy("x", "allow-from-y", """
+            podSelector: {matchLabels: {pod: a}}
+            ingress:
+            - from: [{namespaceSelector: {matchLabels: {ns: y}}}]
+            """));
+        await m.ExpectAsync((f, t) => t.Key != "x/a" || f.Namespace == "y", Probe.Tcp80);
+        await m.ExpectAsync((f, t) => t.Key != "x/a" || f.Namespace == "y", Probe.Udp81, viaService: true);
+    }
+
+    [PrivilegedFact]
+    public async Task PodAndNamespaceSelectorsInOnePeerAndVersusSeparatePeersOr()
+    {
+        await using var m = await PolicyModel.StartAsync(output);
+        // One peer: pods b in namespace y only.
+        m.WritePolicies(Policy("x", "and", """
+            podSelector: {matchLabels: {pod: a}}
+            ingress:
+            - from: [{namespaceSelector: {matchLabels: {ns: y}}, podSelector: {matchLabels: {pod: b}}}]
+            """));
+        await m.ExpectAsync((f, t) => t.Key != "x/a" || f.Key == "y/b", Probe.Tcp80);
+
+        // Two peers: any pod of y, or pods b of x (the policy's namespace).
+        m.WritePolicies(Policy("x", "or", """
+            podSelector: {matchLabels: {pod: a}}
+            ingress:
+            - from: [{namespaceSelector: {matchLabels: {ns: y}}}, {podSelector: {matchLabels: {pod: b}}}]
+            """));
+        await m.ExpectAsync((f, t) => t.Key != "x/a" || f.Namespace == "y" || f.Key == "x/b", Probe.Tcp80);
+    }
+
+    [PrivilegedFact]
+    public async Task MatchExpressionsSelectPeers()
+    {
+        await using var m = await PolicyModel.StartAsync(output);
+        m.WritePolicies(Policy("x", "expr", """
+            podSelector: {matchLabels: {pod: a}}
+            ingress:
+            - from:
+              - namespaceSelector: {matchExpressions: [{key: ns, operator: NotIn, values: [y]}]}
+                podSelector: {matchExpressions: [{key: pod, operator: In, values: [b, c]}]}
+            """));
+        await m.ExpectAsync((f, t) => t.Key != "x/a" || (f.Namespace != "y" && f.Name is "b" or "c"), Probe.Tcp80);
+    }
+
+    [PrivilegedFact]
+    public async Task IpBlockWithExceptMatchesPodAddresses()
+    {
+        await using var m = await PolicyModel.StartAsync(output);
+        // 10.244.0.20/30 holds y's pods (.21-.23), without y/b (.22).
+        m.WritePolicies(Policy("x", "ipblock", """
+            podSelector: {matchLabels: {pod: a}}
+            ingress:
+            - from: [{ipBlock: {cidr: 10.244.0.20/30, except: [10.244.0.22/32]}}]
+            """));
+        await m.ExpectAsync((f, t) => t.Key != "x/a" || (f.Namespace == "y" && f.Name != "b"), Probe.Tcp80);
+        await m.ExpectAsync((f, t) => t.Key != "x/a" || (f.Namespace == "y" && f.Name != "b"), Probe.Udp80);
+    }
+
+    [PrivilegedFact]
+    public async Task NamedPortsResolveOnTheDestinationPodAndEndPortRangesAreInclusive()
+    {
+        await using var m = await PolicyModel.StartAsync(output);
+        m.WritePolicies(Policy("x", "named", """
+            podSelector: {matchLabels: {pod: a}}
+            ingress:
+            - ports: [{port: serve-81-tcp, protocol: TCP}]
+            """));
+        await m.ExpectAsync((f, t) => t.Key != "x/a", Probe.Tcp80);
+        await m.ExpectAsync(All, Probe.Tcp81);
+        await m.ExpectAsync((f, t) => t.Key != "x/a", Probe.Udp81); // the name is TCP's
+
+        // Egress by named port: x/b may reach serve-80-udp (port 80 UDP) of every pod, nothing else.
+        m.WritePolicies(Policy("x", "egress-named", """
+            podSelector: {matchLabels: {pod: b}}
+            policyTypes: [Egress]
+            egress:
+            - ports: [{port: serve-80-udp, protocol: UDP}]
+            """));
+        await m.ExpectAsync((f, t) => f.Key != "x/b", Probe.Tcp80);
+        await m.ExpectAsync(All, Probe.Udp80);
+
+        m.WritePolicies(Policy("x", "range", """
+            podSelector: {matchLabels: {pod: a}}
+            ingress:
+            - ports: [{port: 79, endPort: 80, protocol: TCP}]
+            """));
+        await m.ExpectAsync(All, Probe.Tcp80);
+        await m.ExpectAsync((f, t) => t.Key != "x/a", Probe.Tcp81);
+    }
+
+    [PrivilegedFact]
+    public async Task AProtocolOnlyRuleIsolatesAndNeverAdmitsAnotherProtocol()
+    {
+        await using var m = await PolicyModel.StartAsync(output);
+        m.WritePolicies(Policy("x", "udp-only", """
+            podSelector: {matchLabels: {pod: a}}
+            ingress:
+            - ports: [{protocol: UDP}]
+            """));
+        await m.ExpectAsync(All, Probe.Udp80);
+        await m.ExpectAsync(All, Probe.Udp81);
+        await m.ExpectAsync((f, t) => t.Key != "x/a", Probe.Tcp80);
+        await m.ExpectAsync((f, t) => t.Key != "x/a", Probe.Tcp81, viaService: true);
+    }
+
+    [PrivilegedFact]
+    public async Task PolicyUpdatesAndRelabellingTakeEffectLive()
+    {
+        await using var m = await PolicyModel.StartAsync(output);
+        m.WritePolicies(Policy("x", "allow-team", """
+            podSelector: {matchLabels: {pod: a}}
+            ingress:
+            - from: [{namespaceSelector: {matchLabels: {team: blue}}}]
+            """));
+        await m.ExpectAsync((f, t) => t.Key != "x/a", Probe.Tcp80);
+
+        // Namespace relabel: z joins team blue.
+        m.SetNamespaceLabels("z", new Dictionary<string, string> { ["ns"] = "z", ["team"] = "blue" });
+        await m.ExpectAsync((f, t) => t.Key != "x/a" || f.Namespace == "z", Probe.Tcp80);
+
+        // Policy update (same name): pods labelled role=client in any namespace instead.
+        m.WritePolicies(Policy("x", "allow-team", """
+            podSelector: {matchLabels: {pod: a}}
+            ingress:
+            - from: [{namespaceSelector: {}, podSelector: {matchLabels: {role: client}}}]
+            """));
+        await m.ExpectAsync((f, t) => t.Key != "x/a", Probe.Tcp80);
+
+        // Pod relabel: y/c becomes a client.
+        m.SetPodLabels("y/c", new Dictionary<string, string> { ["pod"] = "c", ["role"] = "client" });
+        var took = await m.ExpectAsync((f, t) => t.Key != "x/a" || f.Key == "y/c", Probe.Tcp80);
+        output.WriteLine($"pod relabel took effect within {took.TotalMilliseconds:F0} ms");
+
+        // Selected pod relabel: x/a leaves the policy's podSelector and is open again.
+        m.SetPodLabels("x/a", new Dictionary<string, string> { ["pod"] = "a-renamed" });
+        await m.ExpectAsync(All, Probe.Tcp80);
+    }
+
+    [PrivilegedFact]
+    public async Task AnEstablishedAllowedConnectionSurvivesAPolicyReplacementThatStillAllowsIt()
+    {
+        await using var m = await PolicyModel.StartAsync(output);
+        var allowY = Policy("x", "p1", """
+            podSelector: {matchLabels: {pod: a}}
+            ingress:
+            - from: [{namespaceSelector: {matchLabels: {ns: y}}}]
+            """);
+        m.WritePolicies(allowY);
+        await m.ExpectAsync((f, t) => t.Key != "x/a" || f.Namespace == "y", Probe.Tcp80);
+        using var held = await TcpProbe.ConnectAsync(m["y/b"].Ns, m["x/a"].Ip, 80, TimeSpan.FromSeconds(2));
+        Assert.Equal("x/a one", await held.RequestAsync("one", TimeSpan.FromSeconds(2)));
+
+        // Replace p1 by p2 allowing y and z: the held connection never stops working.
+        m.WritePolicies(Policy("x", "p2", """
+            podSelector: {matchLabels: {pod: a}}
+            ingress:
+            - from: [{namespaceSelector: {matchExpressions: [{key: ns, operator: In, values: [y, z]}]}}]
+            """));
+        for (int i = 0; i < 15; i++)
+        {
+            Assert.Equal($"x/a r{i}", await held.RequestAsync($"r{i}", TimeSpan.FromSeconds(2)));
+            await Task.Delay(100);
+        }
+        await m.ExpectAsync((f, t) => t.Key != "x/a" || f.Namespace is "y" or "z", Probe.Tcp80);
     }
 }
