@@ -53,6 +53,7 @@ bench: build
 	$(DOTNET) build bench/EbpfProxy.Bench -c $(CONFIG) -nologo -v quiet
 	$(DOTNET) bench/EbpfProxy.Bench/bin/$(CONFIG)/net10.0/EbpfProxy.Bench.dll control-plane
 	$(DOTNET) bench/EbpfProxy.Bench/bin/$(CONFIG)/net10.0/EbpfProxy.Bench.dll api-scale --ebpf-proxy $(BIN)/ebpf-proxy --changes 200
+	$(DOTNET) bench/EbpfProxy.Bench/bin/$(CONFIG)/net10.0/EbpfProxy.Bench.dll policy-scale --bpf-dir $(BPF_OUT)
 
 clean:
 	rm -rf $(ARTIFACTS)

@@ -13,7 +13,7 @@ namespace EbpfProxy.Bench;
 /// </summary>
 public static class PolicyScaleProbe
 {
-    public static int Run(int pods, int policies, int nodes, int runs, bool broad)
+    public static int Run(int pods, int policies, int nodes, int runs, bool broad, string? bpfDir = null)
     {
         var sw = Stopwatch.StartNew();
         var store = PolicyScaleModel.Populate(pods, policies, nodes, broad);
@@ -54,8 +54,47 @@ public static class PolicyScaleProbe
         });
         Console.WriteLine($"one policy change: median {Median(policyChange):F1} ms, p90 {Percentile(policyChange, 0.9):F1} ms");
         Console.WriteLine($"retained heap with store + translator: {GC.GetTotalMemory(true) / 1048576} MiB");
+        if (Environment.UserName == "root" && bpfDir is not null)
+            MeasureWithMaps(store, pods, nodes, runs, bpfDir);
         GC.KeepAlive(translator);
         return 0;
+    }
+
+    /// <summary>
+    /// The same cluster written into a real loaded datapath (private bpffs): the first full write,
+    /// and one pod relabel from change to map write (compute + PolicySyncer), as the daemon does it.
+    /// </summary>
+    private static void MeasureWithMaps(ClusterStore store, int pods, int nodes, int runs, string bpfDir)
+    {
+        var bpffs = Directory.CreateTempSubdirectory("ebpfproxy-bench-bpffs-").FullName;
+        LibBpf.Net.BpfFs.Mount(bpffs);
+        try
+        {
+            var options = new EbpfProxy.Datapath.DatapathOptions { BpfFsRoot = bpffs, ObjectDirectory = bpfDir };
+            using var datapath = EbpfProxy.Datapath.Loading.DatapathLoader.Load(options, Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance);
+            var syncer = new EbpfProxy.Datapath.Policy.PolicySyncer(datapath.Policy);
+            var translator = new PolicyTranslator("node-0");
+            var sw = Stopwatch.StartNew();
+            var first = syncer.Sync(translator.Compute(store.Snapshot()), reread: true);
+            Console.WriteLine($"maps: first full write {sw.ElapsedMilliseconds} ms ({first.Writes} writes)");
+            var relabel = new List<double>();
+            var writes = new List<int>();
+            for (int round = 0; round < runs * 4; round++)
+            {
+                // Relabel a pod of this node (node-0 hosts every nodes-th pod) so its rules and identity move.
+                store.Upsert(PolicyScaleModel.Pod(round / 2 * nodes % pods, nodes, canary: round % 2 == 0));
+                sw.Restart();
+                var result = syncer.Sync(translator.Compute(store.Snapshot()));
+                relabel.Add(sw.Elapsed.TotalMilliseconds);
+                writes.Add(result.Writes + result.Deletes);
+            }
+            Console.WriteLine($"maps: one local pod relabel, change to map write: median {Median(relabel):F1} ms, p90 {Percentile(relabel, 0.9):F1} ms, median {writes.Order().ElementAt(writes.Count / 2)} map writes");
+        }
+        finally
+        {
+            LibBpf.Net.BpfFs.Unmount(bpffs, detach: true);
+            Directory.Delete(bpffs);
+        }
     }
 
     private static List<double> Time(int rounds, Func<int, DesiredPolicyState> step)

@@ -22,8 +22,9 @@ var policyPods = new Option<int>("--pods") { DefaultValueFactory = _ => 10000 };
 var nodes = new Option<int>("--nodes") { DefaultValueFactory = _ => 50 };
 var runs = new Option<int>("--runs") { DefaultValueFactory = _ => 7 };
 var broad = new Option<bool>("--broad") { Description = "one policy kind admits every pod of two thirds of the namespaces (the cost of broad selectors)" };
-var policy = new Command("policy-scale", "NetworkPolicy computation at scale, in process (issue 5)") { policyPods, policyCount, nodes, runs, broad };
-policy.SetAction(p => PolicyScaleProbe.Run(p.GetValue(policyPods), p.GetValue(policyCount), p.GetValue(nodes), p.GetValue(runs), p.GetValue(broad)));
+var bpfDir = new Option<string?>("--bpf-dir") { Description = "folder with pod.bpf.o: as root, also write the state into a real datapath and time a relabel to the map write" };
+var policy = new Command("policy-scale", "NetworkPolicy computation at scale, in process (issue 5)") { policyPods, policyCount, nodes, runs, broad, bpfDir };
+policy.SetAction(p => PolicyScaleProbe.Run(p.GetValue(policyPods), p.GetValue(policyCount), p.GetValue(nodes), p.GetValue(runs), p.GetValue(broad), p.GetValue(bpfDir)));
 root.Add(policy);
 
 return await root.Parse(args).InvokeAsync();
