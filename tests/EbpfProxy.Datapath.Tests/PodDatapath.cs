@@ -25,7 +25,7 @@ public sealed class PodDatapath : IDisposable
     private readonly BpfFsMount _bpffs;
     private readonly ClusterStore _store = new();
 
-    public PodDatapath(string? serviceCidr = null, string? clusterCidr = null, bool masqueradeAll = false)
+    public PodDatapath(string? serviceCidr = null, string? clusterCidr = null, bool masqueradeAll = false, Action<DatapathOptions>? configure = null)
     {
         Privileged.EnsureRoot();
         _bpffs = BpfFsMount.CreateTemp();
@@ -43,6 +43,7 @@ public sealed class PodDatapath : IDisposable
                 ClusterCidr = clusterCidr is null ? null : System.Net.IPNetwork.Parse(clusterCidr),
                 MasqueradeAll = masqueradeAll,
             };
+            configure?.Invoke(Options);
             Loaded = DatapathLoader.Load(Options, NullLogger.Instance);
             Syncer = new LbSyncer(Loaded.Maps, new Core.Planning.LbLimits(Options.BackendsMax, 1023), NullLogger<LbSyncer>.Instance);
         }

@@ -29,8 +29,61 @@ public sealed class PolicySyncer
         return new PolicyHints(held.Ipcache, held.Endpoints.ToDictionary(kv => kv.Key, kv => kv.Value.EndpointId));
     }
 
-    /// <summary>Brings the maps to <paramref name="desired"/> (with <paramref name="reread"/>: after reading them back, healing drift).</summary>
-    public PolicyApplyResult Sync(DesiredPolicyState desired, bool reread = false) => _writer.Apply(ToMapState(desired), reread);
+    /// <summary>
+    /// Brings the maps to <paramref name="desired"/> (with <paramref name="reread"/>: after reading
+    /// them back, healing drift). When the kernel refuses a write (a map full, most likely), the
+    /// pass fails closed before the error goes up: see <see cref="FailClosed"/>.
+    /// </summary>
+    public PolicyApplyResult Sync(DesiredPolicyState desired, bool reread = false)
+    {
+        var state = ToMapState(desired);
+        try
+        {
+            var result = _writer.Apply(state, reread);
+            FailedClosed = 0;
+            return result;
+        }
+        catch (LibBpf.Net.BpfException)
+        {
+            FailedClosed = FailClosed(state);
+            throw;
+        }
+    }
+
+    /// <summary>Endpoints whose isolation the last failed pass forced on (0 after a good pass).</summary>
+    public int FailedClosed { get; private set; }
+
+    /// <summary>
+    /// After a failed pass the maps hold part of the new rules. Every endpoint the desired state
+    /// isolates gets its isolation written now (added to what it had, never removed), so a
+    /// direction whose allow entries are missing denies instead of admitting everything; what was
+    /// written still admits. The next pass (retried with backoff) completes or fails again.
+    /// </summary>
+    private int FailClosed(PolicyState state)
+    {
+        int forced = 0;
+        foreach (var (address, ep) in state.Endpoints)
+        {
+            var key = Be32Address.FromAddress(address);
+            var isolation = ep.Isolation;
+            if (_maps.Endpoints.TryLookup(key, out var held))
+            {
+                if ((held.Flags & isolation) == isolation)
+                    continue;
+                isolation |= held.Flags;
+            }
+            try
+            {
+                _maps.Endpoints.Update(key, new PolEndpoint { EndpointId = ep.EndpointId, Identity = ep.Identity, Flags = isolation });
+                forced++;
+            }
+            catch (LibBpf.Net.BpfException)
+            {
+                // The endpoint map itself is full: nothing more can be done here; the error goes up.
+            }
+        }
+        return forced;
+    }
 
     /// <summary>
     /// The maps' view of Core's state: pods that no policy isolates get no pol_endpoints entry (one

@@ -223,7 +223,18 @@ public sealed partial class ProxyService : BackgroundService
         policy.Translator ??= new PolicyTranslator(policy.NodeName, LocalAddresses(), policy.Syncer.ReadHints());
         var desired = policy.Translator.Compute(snapshot);
         var computeTime = sw.Elapsed;
-        var result = policy.Syncer.Sync(desired, reread: full);
+        PolicyApplyResult result;
+        try
+        {
+            result = policy.Syncer.Sync(desired, reread: full);
+        }
+        catch (BpfException ex)
+        {
+            // The runner retries the whole pass with backoff; until one succeeds, isolated pods deny.
+            _metrics.PolicyErrors = desired.Errors.Length + 1;
+            LogPolicyWriteFailed(_logger, ex, policy.Syncer.FailedClosed);
+            throw;
+        }
         policy.Inputs = snapshot;
         var reported = new HashSet<string>(StringComparer.Ordinal);
         foreach (var e in desired.Errors)
@@ -240,6 +251,9 @@ public sealed partial class ProxyService : BackgroundService
             LogPolicySynced(_logger, result.Writes, result.Deletes, desired.Endpoints.Count(e => e.Value.Flags != EndpointFlags.None), desired.RuleCount,
                 desired.IpCache.Count, desired.Errors.Length, computeTime.TotalMilliseconds, sw.Elapsed.TotalMilliseconds);
     }
+
+    [LoggerMessage(EventId = 12, Level = LogLevel.Error, Message = "NetworkPolicy maps could not be fully written; failing closed ({Forced} pods' isolation forced on until a pass succeeds)")]
+    private static partial void LogPolicyWriteFailed(ILogger logger, Exception ex, int forced);
 
     [LoggerMessage(EventId = 10, Level = LogLevel.Warning, Message = "NetworkPolicy: {Kind} {Object}: {Message}")]
     private static partial void LogPolicyError(ILogger logger, string kind, string @object, string message);
