@@ -19,6 +19,7 @@ public sealed class TwoNodeTests(ITestOutputHelper output) : IAsyncLifetime
     private static readonly IPAddress Node2 = IPAddress.Parse("192.168.50.2");
     private static readonly IPAddress Client = IPAddress.Parse("192.168.50.100");
     private static readonly IPAddress LbIp = IPAddress.Parse("198.51.100.10");
+    private static readonly IPAddress RemoteLbIp = IPAddress.Parse("198.51.100.20");
     private const int TargetPort = 8080;
 
     private Topology _topo = null!;
@@ -30,17 +31,18 @@ public sealed class TwoNodeTests(ITestOutputHelper output) : IAsyncLifetime
     private string _manifests = "";
 
     private const string Manifests = """
-        # web: NodePort, eTP Cluster, one backend (be1, on node1).
+        # web: LoadBalancer (its LB IP is routed through node2), eTP Cluster, one backend (be1, on node1).
         apiVersion: v1
         kind: Service
         metadata: {name: web, namespace: default}
         spec:
-          type: NodePort
+          type: LoadBalancer
           clusterIP: 10.96.0.10
           selector: {app: web}
           ports:
           - {name: http, port: 80, targetPort: 8080, nodePort: 30080, protocol: TCP}
           - {name: udp, port: 80, targetPort: 8080, nodePort: 30080, protocol: UDP}
+        status: {loadBalancer: {ingress: [{ip: 198.51.100.20}]}}
         ---
         # local: LoadBalancer, eTP Local, backend be1 (node1 only).
         apiVersion: v1
@@ -111,6 +113,7 @@ public sealed class TwoNodeTests(ITestOutputHelper output) : IAsyncLifetime
         node2.Ns.Ip("route", "add", "10.244.1.0/24", "via", Node1.ToString());
         // The "load balancer": the client reaches the LB IP through node1.
         _ext.Ip("route", "add", $"{LbIp}/32", "via", Node1.ToString());
+        _ext.Ip("route", "add", $"{RemoteLbIp}/32", "via", Node2.ToString());
 
         foreach (var (node, name, ip) in new[] { (node1, "be1", "10.244.1.11"), (node2, "be2", "10.244.2.11") })
         {
@@ -198,6 +201,17 @@ public sealed class TwoNodeTests(ITestOutputHelper output) : IAsyncLifetime
             Assert.Equal(new IPEndPoint(node, 30080), from);
             Assert.Equal(node, _echo["be1"].Udp.SeenClients[^1].Address);
         }
+    }
+
+    [PrivilegedFact]
+    public async Task AnLbIpRoutedToANodeWithoutTheBackendIsServedThroughThatNode()
+    {
+        // The load balancer sends 198.51.100.20 to node2; the backend runs on node1.
+        Assert.Equal("be1", await TcpAsync(RemoteLbIp, 80, "via-lb-node2"));
+        Assert.Equal(Node2, LastSeenBy("be1"));
+        var (reply, from) = await UdpProbe.RequestAsync(_ext, RemoteLbIp, 80, "dgram-lb", TimeSpan.FromSeconds(3));
+        Assert.Equal("be1 dgram-lb", reply);
+        Assert.Equal(new IPEndPoint(RemoteLbIp, 80), from);
     }
 
     [PrivilegedFact]
