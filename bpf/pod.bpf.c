@@ -61,10 +61,13 @@ static __always_inline int verdict(struct __sk_buff *skb, const struct pkt4 *p, 
 			ret = TC_ACT_SHOT;
 		}
 	}
-	if (trace)
+	if (trace) {
 		trace_publish(tr, reason);
-	else
+	} else {
 		metrics_count(skb, reason, dir);
+		if (ret == TC_ACT_SHOT)
+			drop_event_send(skb, p, reason, dir, tr);
+	}
 	return ret;
 }
 

@@ -41,6 +41,9 @@
 #ifndef LB4_SRC_RANGE_MAX
 #define LB4_SRC_RANGE_MAX 65536
 #endif
+#ifndef DROP_EVENTS_BYTES
+#define DROP_EVENTS_BYTES (256 * 1024)
+#endif
 #ifndef POL_IPCACHE_MAX
 #define POL_IPCACHE_MAX 262144
 #endif

@@ -138,6 +138,22 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } ct4 SEC(".maps");
 
+/* Dropped packets for `ebpf-proxy observe` (struct drop_event records). */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, DROP_EVENTS_BYTES);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} drop_events SEC(".maps");
+
+/* Per-CPU staging slot a drop_event is built in before it is copied into
+ * drop_events (keeps it off the program's 512-byte stack). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct drop_event);
+	__uint(max_entries, 1);
+} drop_scratch SEC(".maps");
+
 /* Per-CPU packet and byte counters by reason and direction. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);

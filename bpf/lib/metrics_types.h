@@ -49,4 +49,24 @@ struct metrics_value {
 	__u64 bytes;
 };
 
+/*
+ * A dropped packet, as sent to user space through the drop_events ring buffer
+ * (`ebpf-proxy observe`). Best effort: when the buffer is full the event is
+ * lost (the counters above still count the drop).
+ */
+struct drop_event {
+	__u64 ts_ns; /* bpf_ktime_get_ns() */
+	__be32 saddr_be;
+	__be32 daddr_be;
+	__be16 sport_be;
+	__be16 dport_be;
+	__u8 proto;
+	__u8 dir; /* METRICS_DIR_* */
+	__u8 reason; /* enum reason */
+	__u8 pad;
+	__u32 ifindex; /* the interface the hook runs on */
+	__u32 policy_endpoint; /* NetworkPolicy drops: the local pod's endpoint id */
+	__u32 policy_identity; /* NetworkPolicy drops: the peer's identity */
+};
+
 #endif

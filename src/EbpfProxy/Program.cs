@@ -13,6 +13,7 @@ public static class Program
             LbCommands.Create(),
             TraceCommand.Create(),
             CleanupCommand.Create(),
+            ObserveCommand.Create(),
         };
         return root.Parse(args).InvokeAsync();
     }

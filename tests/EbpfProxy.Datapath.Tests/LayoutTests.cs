@@ -24,6 +24,7 @@ public class LayoutTests
         { "ct4_key", typeof(Ct4Key) },
         { "ct_entry", typeof(CtEntry) },
         { "metrics_value", typeof(MetricsValue) },
+        { "drop_event", typeof(DropEvent) },
         { "lb_config", typeof(LbConfig) },
         { "lb_nat_config", typeof(LbNatConfig) },
         { "lb4_src_range_key", typeof(Lb4SrcRangeKey) },

@@ -22,6 +22,7 @@ public sealed class LbMaps : IDisposable
     public const string SnatMap = "snat4";
     public const string HostConfigMap = "lb_host_config";
     public const string SockRevNatMap = "lb4_sock_revnat";
+    public const string DropEventsMap = "drop_events";
 
 
     private readonly IReadOnlyList<IDisposable> _owned;
@@ -42,6 +43,7 @@ public sealed class LbMaps : IDisposable
         Snat4 = open(SnatMap).As<Ct4Key, Snat4Entry>();
         HostConfig = open(HostConfigMap).As<uint, LbHostConfig>();
         SockRevNat = open(SockRevNatMap).As<Lb4SockKey, Lb4SockValue>();
+        DropEvents = open(DropEventsMap);
         _owned = owned ?? [];
     }
 
@@ -59,6 +61,9 @@ public sealed class LbMaps : IDisposable
     public BpfMap<Ct4Key, Snat4Entry> Snat4 { get; }
     public BpfMap<uint, LbHostConfig> HostConfig { get; }
     public BpfMap<Lb4SockKey, Lb4SockValue> SockRevNat { get; }
+
+    /// <summary>The drop_events ring buffer (records are <see cref="DropEvent"/>); read it with a <see cref="BpfRingBuffer"/>.</summary>
+    public BpfMap DropEvents { get; }
 
     /// <summary>The maps of a loaded object.</summary>
     public static LbMaps FromObject(BpfObject obj) => new(name => obj.GetMap(name).Map);

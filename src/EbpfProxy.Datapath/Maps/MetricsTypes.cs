@@ -47,6 +47,35 @@ public struct MetricsValue
     public ulong Bytes;
 }
 
+/// <summary>struct drop_event: one dropped packet from the drop_events ring buffer.</summary>
+[StructLayout(LayoutKind.Sequential)]
+public struct DropEvent
+{
+    public ulong TsNs;
+    public Be32Address SaddrBe;
+    public Be32Address DaddrBe;
+    public Be16 SportBe;
+    public Be16 DportBe;
+    public byte Proto;
+    public byte Dir;
+    public byte Reason;
+    public byte Pad;
+    public uint Ifindex;
+    public uint PolicyEndpoint;
+    public uint PolicyIdentity;
+
+    /// <summary>Decodes a ring buffer record (null when it is too short to be one).</summary>
+    public static DropEvent? Read(ReadOnlySpan<byte> record) =>
+        record.Length >= Marshal.SizeOf<DropEvent>() ? MemoryMarshal.Read<DropEvent>(record) : null;
+
+    public override readonly string ToString()
+    {
+        var proto = Proto switch { 6 => "TCP", 17 => "UDP", 132 => "SCTP", var n => $"proto {n}" };
+        var text = $"{ReasonInfo.Name((Reason)Reason)} {(MetricsDirection)Dir} ifindex {Ifindex}: {SaddrBe}:{SportBe} -> {DaddrBe}:{DportBe} {proto}";
+        return PolicyEndpoint != 0 ? text + $" (endpoint {PolicyEndpoint}, peer identity {PolicyIdentity})" : text;
+    }
+}
+
 public static class ReasonInfo
 {
     public const int Max = 256;
