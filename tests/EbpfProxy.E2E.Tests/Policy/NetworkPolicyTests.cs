@@ -48,6 +48,18 @@ public sealed class NetworkPolicyTests(ITestOutputHelper output)
         Assert.True(await PolicyModel.ProbeAsync(m["x/a"], m["x/a"], Probe.Tcp80, viaService: true), "hairpin of an ingress-isolated pod");
         Assert.True(await PolicyModel.ProbeAsync(m["x/b"], m["x/b"], Probe.Udp81, viaService: true), "hairpin of an ingress-isolated pod (UDP)");
 
+        // `ebpf-proxy observe` shows the drop as it happens, with the peer and the reason.
+        var observe = Cmd.TryRunAsync(Binaries.EbpfProxy, ["observe", "--bpffs", m.BpfFsPath, "--duration", "4", "-o", "json"], TimeSpan.FromSeconds(20));
+        await Task.Delay(1500); // the reader is attached
+        Assert.False(await PolicyModel.ProbeAsync(m["y/c"], m["x/c"], Probe.Udp80, viaService: false));
+        var seen = await observe;
+        Assert.Equal(0, seen.ExitCode);
+        var mine = seen.Stdout.Split('\n').Where(l => l.Contains($"\"source\":\"{m["y/c"].Ip}:", StringComparison.Ordinal)
+            && l.Contains($"\"destination\":\"{m["x/c"].Ip}:80\"", StringComparison.Ordinal) && l.Contains("\"protocol\":17", StringComparison.Ordinal)).ToList();
+        output.WriteLine($"observe: {string.Join(" | ", mine)}");
+        Assert.NotEmpty(mine);
+        Assert.Contains("\"reason\":\"policy_ingress_denied\"", mine[0], StringComparison.Ordinal);
+
         m.WritePolicies();
         await m.ExpectAsync(All, Probe.Tcp80);
         await m.ExpectAsync(All, Probe.Udp80);
