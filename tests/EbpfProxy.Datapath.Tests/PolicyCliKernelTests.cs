@@ -171,4 +171,21 @@ public class PolicyCliKernelTests
         restarted.Sync(translator.Compute(store.Snapshot()), reread: true);
         Assert.Equal(new PolicyNamesResult(1, 0), restarted.Names);
     }
+
+    [PrivilegedFact]
+    public void ANamesMapTheKernelRefusesLeavesThePassGoodAndSaysWhy()
+    {
+        // pol_ep_names is sized like pol_endpoints: one entry holds x/web's isolation, not the
+        // names of the node's three pods.
+        using var dp = new PodDatapath(configure: o => o.PolicyEndpointsMax = 1);
+        var syncer = new PolicySyncer(dp.Loaded.Policy);
+        var desired = new PolicyTranslator("node-1").Compute(Store().Snapshot());
+
+        var result = syncer.Sync(desired);
+
+        Assert.True(result.Writes > 0);
+        Assert.Equal(0, syncer.FailedClosed);
+        Assert.NotNull(syncer.Names.Error);
+        Assert.Equal(PolicySyncer.ToMapState(desired), PolicyMapWriter.Read(dp.Loaded.Policy));
+    }
 }
