@@ -193,4 +193,26 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } pol_rules SEC(".maps");
 
+/* NetworkPolicy, for the CLI only (never read per packet): local pod address ->
+ * endpoint id and "namespace/name", for every local pod. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, __be32);
+	__type(value, struct pol_ep_name);
+	__uint(max_entries, POL_ENDPOINTS_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} pol_ep_names SEC(".maps");
+
+/* NetworkPolicy, for the CLI only: identity -> what it stands for (labels or
+ * CIDR signature). Every identity holds an ipcache prefix: sized like it. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, __u32);
+	__type(value, struct pol_id_name);
+	__uint(max_entries, POL_IPCACHE_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} pol_id_names SEC(".maps");
+
 #endif

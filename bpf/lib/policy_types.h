@@ -71,6 +71,31 @@ struct pol_rule {
 	__u32 flags; /* reserved */
 };
 
+/*
+ * Values of the operator-only maps pol_ep_names and pol_id_names: what
+ * `ebpf-proxy policy get` and `ebpf-proxy ipcache list` print, since the maps
+ * above hold numbers only. The datapath never reads them. Text is UTF-8,
+ * NUL-padded, always NUL-terminated; a text too long for its field is cut at a
+ * character boundary and ends in "...".
+ */
+#define POL_EP_NAME_LEN 320 /* "namespace/name": 63 + 1 + 253 fit */
+
+/* Value of pol_ep_names, keyed by a local pod's address (__be32) like
+ * pol_endpoints, but for every local pod, isolated or not. */
+struct pol_ep_name {
+	__u32 endpoint_id; /* the pod's endpoint id (pol_rules), never 0 */
+	char name[POL_EP_NAME_LEN]; /* "namespace/name" */
+};
+
+#define POL_ID_NAME_LEN 512
+
+/* Value of pol_id_names, keyed by an allocated identity (__u32): what it
+ * stands for, e.g. "pod ns=x labels=[pod=a] ns-labels=[...]" or
+ * "cidr [10.0.0.0/8,10.1.0.0/16]" (Core's IdentityKey text). */
+struct pol_id_name {
+	char text[POL_ID_NAME_LEN];
+};
+
 /* trace_record.policy_verdict: how policy treated a traced packet. */
 #define POL_VERDICT_NONE 0 /* the local pod has no isolation: not looked at */
 #define POL_VERDICT_TRACKED 1 /* a connection the pod's policy admitted earlier */

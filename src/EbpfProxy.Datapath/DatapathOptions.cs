@@ -58,9 +58,9 @@ public sealed class DatapathOptions
     public uint RevNatMax { get; set; } = 65536;
     public uint ConntrackMax { get; set; } = 524288;
 
-    /// <summary>NetworkPolicy: address prefixes with an identity (every pod of the cluster, ipBlocks, node addresses).</summary>
+    /// <summary>NetworkPolicy: address prefixes with an identity (every pod of the cluster, ipBlocks, node addresses); also sizes pol_id_names (every identity holds a prefix).</summary>
     public uint PolicyIpcacheMax { get; set; } = 262144;
-    /// <summary>NetworkPolicy: local pods some policy selects.</summary>
+    /// <summary>NetworkPolicy: local pods some policy selects; also sizes pol_ep_names (every local pod's address).</summary>
     public uint PolicyEndpointsMax { get; set; } = 16384;
     /// <summary>NetworkPolicy: rule entries of all local endpoints.</summary>
     public uint PolicyRulesMax { get; set; } = 262144;

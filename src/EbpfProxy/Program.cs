@@ -11,6 +11,8 @@ public static class Program
         {
             RunCommand.Create(),
             LbCommands.Create(),
+            PolicyCommands.CreatePolicy(),
+            PolicyCommands.CreateIpcache(),
             TraceCommand.Create(),
             CleanupCommand.Create(),
             ObserveCommand.Create(),

@@ -40,6 +40,8 @@ public class LayoutTests
         { "pol_endpoint", typeof(PolEndpoint) },
         { "pol_rule_key", typeof(PolRuleKey) },
         { "pol_rule", typeof(PolRule) },
+        { "pol_ep_name", typeof(PolEpName) },
+        { "pol_id_name", typeof(PolIdName) },
     };
 
     [Theory]

@@ -92,6 +92,8 @@ public static partial class DatapathLoader
                 (PolicyMaps.IpcacheMap, options.PolicyIpcacheMax),
                 (PolicyMaps.EndpointsMap, options.PolicyEndpointsMax),
                 (PolicyMaps.RulesMap, options.PolicyRulesMax),
+                (PolicyMaps.EndpointNamesMap, options.PolicyEndpointsMax),
+                (PolicyMaps.IdentityNamesMap, options.PolicyIpcacheMax),
             })
             {
                 obj.GetMap(name).SetMaxEntries(AdoptPinnedSize(options.PinPath, name, size, logger));

@@ -11,6 +11,8 @@ public sealed class PolicyMaps : IDisposable
     public const string IpcacheMap = "pol_ipcache";
     public const string EndpointsMap = "pol_endpoints";
     public const string RulesMap = "pol_rules";
+    public const string EndpointNamesMap = "pol_ep_names";
+    public const string IdentityNamesMap = "pol_id_names";
 
     private readonly IReadOnlyList<IDisposable> _owned;
 
@@ -19,6 +21,8 @@ public sealed class PolicyMaps : IDisposable
         Ipcache = open(IpcacheMap).As<PolIpcacheKey, PolIpcacheEntry>();
         Endpoints = open(EndpointsMap).As<Be32Address, PolEndpoint>();
         Rules = open(RulesMap).As<PolRuleKey, PolRule>();
+        EndpointNames = open(EndpointNamesMap).As<Be32Address, PolEpName>();
+        IdentityNames = open(IdentityNamesMap).As<uint, PolIdName>();
         _owned = owned ?? [];
     }
 
@@ -30,6 +34,12 @@ public sealed class PolicyMaps : IDisposable
 
     /// <summary>What isolated endpoints admit (LPM trie over endpoint, identity, direction, protocol, port).</summary>
     public BpfMap<PolRuleKey, PolRule> Rules { get; }
+
+    /// <summary>For the CLI only: local pod address -> endpoint id and "namespace/name" (every local pod).</summary>
+    public BpfMap<Be32Address, PolEpName> EndpointNames { get; }
+
+    /// <summary>For the CLI only: allocated identity -> what it stands for.</summary>
+    public BpfMap<uint, PolIdName> IdentityNames { get; }
 
     /// <summary>The maps of a loaded object.</summary>
     public static PolicyMaps FromObject(BpfObject obj) => new(name => obj.GetMap(name).Map);

@@ -94,3 +94,51 @@ public struct PolRule
 {
     public uint Flags;
 }
+
+/// <summary>struct pol_ep_name: value of pol_ep_names (CLI only), keyed by a local pod's address.</summary>
+[StructLayout(LayoutKind.Sequential)]
+public unsafe struct PolEpName
+{
+    /// <summary>POL_EP_NAME_LEN.</summary>
+    public const int NameLength = 320;
+
+    public uint EndpointId;
+    public fixed byte Name[NameLength];
+
+    public static PolEpName From(uint endpointId, string name)
+    {
+        var v = new PolEpName { EndpointId = endpointId };
+        FixedText.Write(name, new Span<byte>(v.Name, NameLength));
+        return v;
+    }
+
+    /// <summary>"namespace/name".</summary>
+    public readonly string NameText()
+    {
+        fixed (byte* p = Name)
+            return FixedText.Read(new ReadOnlySpan<byte>(p, NameLength));
+    }
+}
+
+/// <summary>struct pol_id_name: value of pol_id_names (CLI only), keyed by an allocated identity.</summary>
+[StructLayout(LayoutKind.Sequential)]
+public unsafe struct PolIdName
+{
+    /// <summary>POL_ID_NAME_LEN.</summary>
+    public const int TextLength = 512;
+
+    public fixed byte Text[TextLength];
+
+    public static PolIdName From(string text)
+    {
+        var v = default(PolIdName);
+        FixedText.Write(text, new Span<byte>(v.Text, TextLength));
+        return v;
+    }
+
+    public override readonly string ToString()
+    {
+        fixed (byte* p = Text)
+            return FixedText.Read(new ReadOnlySpan<byte>(p, TextLength));
+    }
+}

@@ -116,6 +116,10 @@ public readonly record struct PolicyRule(uint EndpointId, uint RemoteIdentity, P
     /// <summary>The LPM prefix length of the key: 72 (every protocol), 80 + port bits.</summary>
     public uint PrefixLen => Protocol == L4Protocol.Any ? PolRuleKey.PrefixAll : PolRuleKey.PrefixProto + PortBits;
 
+    /// <summary>The first and last destination port the rule covers, from its prefix (0-65535 with no port bits).</summary>
+    public (ushort First, ushort Last) Ports =>
+        PortBits == 0 ? ((ushort)0, ushort.MaxValue) : (Port, (ushort)(Port | (0xffff >> PortBits)));
+
     /// <summary>Whether a packet's (protocol, destination port) falls under this rule.</summary>
     public bool Covers(L4Protocol protocol, ushort port) =>
         Protocol == L4Protocol.Any || (Protocol == protocol && (PortBits == 0 || (port >> (16 - PortBits)) == (Port >> (16 - PortBits))));

@@ -8,47 +8,71 @@ namespace EbpfProxy.Datapath.Policy;
 
 /// <summary>
 /// Feeds Core's policy computation (<see cref="DesiredPolicyState"/>) to the NetworkPolicy maps
-/// through <see cref="PolicyMapWriter"/>, and reads back what a predecessor left so Core re-adopts
-/// its identity numbers and endpoint ids (<see cref="ReadHints"/>).
+/// through <see cref="PolicyMapWriter"/>, then the CLI's names (<see cref="PolicyNameWriter"/>),
+/// and reads back what a predecessor left so Core re-adopts its identity numbers and endpoint ids
+/// (<see cref="ReadHints"/>).
 /// </summary>
 public sealed class PolicySyncer
 {
     private readonly PolicyMaps _maps;
     private readonly PolicyMapWriter _writer;
+    private readonly PolicyNameWriter _names;
 
     public PolicySyncer(PolicyMaps maps)
     {
         _maps = maps;
         _writer = new PolicyMapWriter(maps);
+        _names = new PolicyNameWriter(maps);
     }
 
-    /// <summary>The identities and endpoint ids the pinned maps hold (for Core's first computation).</summary>
+    /// <summary>
+    /// The identities and endpoint ids the pinned maps hold (for Core's first computation). Ids of
+    /// pods no policy isolates (absent from pol_endpoints) come from pol_ep_names, so they keep
+    /// their numbers too and a restart rewrites no name.
+    /// </summary>
     public PolicyHints ReadHints()
     {
         var held = PolicyMapWriter.Read(_maps);
-        return new PolicyHints(held.Ipcache, held.Endpoints.ToDictionary(kv => kv.Key, kv => kv.Value.EndpointId));
+        var endpointIds = held.Endpoints.ToDictionary(kv => kv.Key, kv => kv.Value.EndpointId);
+        foreach (var (address, name) in PolicyNameWriter.ReadEndpointNames(_maps))
+            endpointIds.TryAdd(address, name.EndpointId);
+        return new PolicyHints(held.Ipcache, endpointIds);
     }
 
     /// <summary>
     /// Brings the maps to <paramref name="desired"/> (with <paramref name="reread"/>: after reading
     /// them back, healing drift). When the kernel refuses a write (a map full, most likely), the
-    /// pass fails closed before the error goes up: see <see cref="FailClosed"/>.
+    /// pass fails closed before the error goes up: see <see cref="FailClosed"/>. After a good pass
+    /// the CLI's names are brought up to date (<see cref="Names"/>); their failure is reported
+    /// there and never fails the pass, since the datapath does not read them.
     /// </summary>
     public PolicyApplyResult Sync(DesiredPolicyState desired, bool reread = false)
     {
         var state = ToMapState(desired);
+        PolicyApplyResult result;
         try
         {
-            var result = _writer.Apply(state, reread);
+            result = _writer.Apply(state, reread);
             FailedClosed = 0;
-            return result;
         }
         catch (LibBpf.Net.BpfException)
         {
             FailedClosed = FailClosed(state);
             throw;
         }
+        try
+        {
+            Names = _names.Apply(desired, reread);
+        }
+        catch (LibBpf.Net.BpfException ex)
+        {
+            Names = new PolicyNamesResult(0, 0, ex.Message);
+        }
+        return result;
     }
+
+    /// <summary>What the last good pass wrote to pol_ep_names and pol_id_names, or why it could not.</summary>
+    public PolicyNamesResult Names { get; private set; } = PolicyNamesResult.None;
 
     /// <summary>Endpoints whose isolation the last failed pass forced on (0 after a good pass).</summary>
     public int FailedClosed { get; private set; }

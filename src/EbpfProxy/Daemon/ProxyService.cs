@@ -205,6 +205,7 @@ public sealed partial class ProxyService : BackgroundService
         public PolicyTranslator? Translator { get; set; }
         public ClusterSnapshot? Inputs { get; set; }
         public HashSet<string> Reported { get; set; } = new(StringComparer.Ordinal);
+        public string? NamesError { get; set; }
     }
 
     /// <summary>
@@ -246,7 +247,12 @@ public sealed partial class ProxyService : BackgroundService
         policy.Reported = reported;
         _metrics.PolicyErrors = desired.Errors.Length;
         _metrics.PolicySyncDuration.Record(sw.Elapsed.TotalSeconds);
-        _metrics.MapWrites.Add(result.Writes + result.Deletes);
+        // The CLI's names (pol_ep_names, pol_id_names): a failure there leaves enforcement intact; said once.
+        var names = policy.Syncer.Names;
+        if (names.Error is { } namesError && namesError != policy.NamesError)
+            LogPolicyNamesFailed(_logger, namesError);
+        policy.NamesError = names.Error;
+        _metrics.MapWrites.Add(result.Writes + result.Deletes + names.Writes + names.Deletes);
         if (result.Writes + result.Deletes > 0 || full)
             LogPolicySynced(_logger, result.Writes, result.Deletes, desired.Endpoints.Count(e => e.Value.Flags != EndpointFlags.None), desired.RuleCount,
                 desired.IpCache.Count, desired.Errors.Length, computeTime.TotalMilliseconds, sw.Elapsed.TotalMilliseconds);
@@ -254,6 +260,9 @@ public sealed partial class ProxyService : BackgroundService
 
     [LoggerMessage(EventId = 12, Level = LogLevel.Error, Message = "NetworkPolicy maps could not be fully written; failing closed ({Forced} pods' isolation forced on until a pass succeeds)")]
     private static partial void LogPolicyWriteFailed(ILogger logger, Exception ex, int forced);
+
+    [LoggerMessage(EventId = 13, Level = LogLevel.Warning, Message = "NetworkPolicy names for the CLI (pol_ep_names, pol_id_names) could not be written: {Error}; enforcement is not affected, `policy get` may show stale or missing names until a pass succeeds")]
+    private static partial void LogPolicyNamesFailed(ILogger logger, string error);
 
     [LoggerMessage(EventId = 10, Level = LogLevel.Warning, Message = "NetworkPolicy: {Kind} {Object}: {Message}")]
     private static partial void LogPolicyError(ILogger logger, string kind, string @object, string message);

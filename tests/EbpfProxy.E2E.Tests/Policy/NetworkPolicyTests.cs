@@ -1,3 +1,5 @@
+using System.Text.Json;
+using System.Text.RegularExpressions;
 using EbpfProxy.Testing;
 using Xunit.Abstractions;
 
@@ -247,5 +249,69 @@ public sealed class NetworkPolicyTests(ITestOutputHelper output)
             await Task.Delay(100);
         }
         await m.ExpectAsync((f, t) => t.Key != "x/a" || f.Namespace is "y" or "z", Probe.Tcp80);
+    }
+
+    [PrivilegedFact]
+    public async Task PolicyGetAndIpcacheListNameIdentitiesAndAllowEntriesAlsoWithTheDaemonStopped()
+    {
+        await using var m = await PolicyModel.StartAsync(output);
+        m.WritePolicies(Policy("x", "web", """
+            podSelector: {matchLabels: {pod: a}}
+            policyTypes: [Ingress, Egress]
+            ingress:
+            - from: [{namespaceSelector: {matchLabels: {ns: y}}, podSelector: {matchLabels: {pod: b}}}]
+              ports: [{protocol: TCP, port: 80}]
+            - from: [{ipBlock: {cidr: 192.0.2.0/24, except: [192.0.2.128/25]}}]
+              ports: [{protocol: TCP, port: 8000, endPort: 8010}]
+            egress:
+            - ports: [{protocol: UDP, port: 53}]
+            """));
+        // Enforced (so written): only y/b opens TCP 80 to x/a, and x/a opens nothing on TCP 80.
+        await m.ExpectAsync((f, t) => (t.Key != "x/a" || f.Key == "y/b") && f.Key != "x/a", Probe.Tcp80);
+
+        async Task<CommandResult> Cli(params string[] args) =>
+            await Cmd.TryRunAsync(Binaries.EbpfProxy, [.. args, "--bpffs", m.BpfFsPath]);
+
+        var get = (await Cli("policy", "get", "x/a")).EnsureSuccess().Stdout;
+        output.WriteLine(get);
+        Assert.Contains("pod        x/a\n", get);
+        Assert.Contains("addresses  10.244.0.11\n", get);
+        var identity = Regex.Match(get, @"\nidentity   (\d+)  pod ns=x labels=\[pod=a\] ns-labels=\[kubernetes\.io/metadata\.name=x,ns=x\]\n");
+        Assert.True(identity.Success, "the identity line names x/a's namespace, labels and namespace labels");
+        Assert.Contains("ingress    isolated: admits\n", get);
+        Assert.Matches(@"\n  1 +any +any +this node\n", get);
+        Assert.Matches(@"\n  \d+ +TCP +80 +pod ns=y labels=\[pod=b\] ns-labels=\[kubernetes\.io/metadata\.name=y,ns=y\]\n", get);
+        Assert.Matches(@"\n  \d+ +TCP +8000-8010 +cidr \[192\.0\.2\.0/24\]\n", get);
+        Assert.Contains("egress     isolated: admits\n", get);
+        Assert.Matches(@"\n  0 +UDP +53 +any peer\n", get);
+        Assert.Equal(get, (await Cli("policy", "get", "10.244.0.11")).EnsureSuccess().Stdout);
+
+        using (var json = JsonDocument.Parse((await Cli("policy", "get", "x/a", "-o", "json")).EnsureSuccess().Stdout))
+        {
+            var root = json.RootElement;
+            Assert.Equal(uint.Parse(identity.Groups[1].Value), root.GetProperty("identity").GetProperty("id").GetUInt32());
+            Assert.True(root.GetProperty("ingress").GetProperty("isolated").GetBoolean());
+            Assert.Equal(3, root.GetProperty("ingress").GetProperty("allow").GetArrayLength());
+            var egress = Assert.Single(root.GetProperty("egress").GetProperty("allow").EnumerateArray());
+            Assert.Equal(("UDP", 53, 53, "any peer"), (egress.GetProperty("protocol").GetString(), egress.GetProperty("firstPort").GetInt32(),
+                egress.GetProperty("lastPort").GetInt32(), egress.GetProperty("peer").GetString()));
+        }
+
+        Assert.Contains("policy     no policy selects it: all traffic admitted\n", (await Cli("policy", "get", "x/b")).EnsureSuccess().Stdout);
+        var unknown = await Cli("policy", "get", "x/nope");
+        Assert.NotEqual(0, unknown.ExitCode);
+        Assert.Contains("no pod x/nope on this node", unknown.Stderr);
+
+        var ipcache = (await Cli("ipcache", "list")).EnsureSuccess().Stdout;
+        output.WriteLine(ipcache);
+        Assert.Matches($@"\n10\.244\.0\.11/32 +{identity.Groups[1].Value} +pod ns=x labels=\[pod=a\] ", ipcache);
+        Assert.Matches(@"\n192\.0\.2\.128/25 +\d+ +cidr \[192\.0\.2\.0/24,192\.0\.2\.128/25\]\n", ipcache);
+        var order = new[] { "10.244.0.11/32", "10.244.0.21/32", "10.244.0.33/32", "192.0.2.0/24", "192.0.2.128/25" }.Select(p => ipcache.IndexOf("\n" + p + " ", StringComparison.Ordinal)).ToList();
+        Assert.True(order.All(i => i > 0) && order.SequenceEqual(order.Order()), $"ipcache list sorted by address: {string.Join(", ", order)}");
+
+        // The maps stay pinned when the daemon stops: the commands read them all the same.
+        await m.Daemon.StopAsync(TimeSpan.FromSeconds(5));
+        Assert.Equal(get, (await Cli("policy", "get", "x/a")).EnsureSuccess().Stdout);
+        Assert.Equal(ipcache, (await Cli("ipcache", "list")).EnsureSuccess().Stdout);
     }
 }
