@@ -16,6 +16,7 @@ public static class Program
             TraceCommand.Create(),
             CleanupCommand.Create(),
             ObserveCommand.Create(),
+            StatusCommand.Create(),
         };
         return root.Parse(args).InvokeAsync();
     }

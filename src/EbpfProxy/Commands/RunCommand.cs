@@ -140,6 +140,7 @@ internal static class RunCommand
         builder.Services.AddSingleton<ClusterStore>();
         builder.Services.AddSingleton(_ => new ProxyMetrics());
         builder.Services.AddSingleton(sp => new ProxyHealth(sp.GetRequiredService<TimeProvider>(), options.HealthTimeout, options.SyncPeriod));
+        builder.Services.AddSingleton<ProxyStatus>();
         builder.Services.AddHostedService<HealthServer>();
         if (options.ManifestsDirectory is not null)
             builder.Services.AddManifestSource(options.ManifestsDirectory);

@@ -9,8 +9,9 @@ namespace EbpfProxy.Daemon;
 /// <summary>
 /// The proxy's health endpoint (kube-proxy serves it on port 10256): GET /healthz and /livez
 /// answer 200 while syncs keep the datapath up to date and 503 otherwise, with a JSON body
-/// naming the last update. HttpListener rather than Kestrel keeps the daemon's footprint small
-/// for two fixed routes.
+/// naming the last update; GET /status reports what `ebpf-proxy status` prints (the last sync,
+/// objects that could not be programmed, policy failing closed). HttpListener rather than Kestrel
+/// keeps the daemon's footprint small for a few fixed routes.
 /// </summary>
 public sealed partial class HealthServer : BackgroundService
 {
@@ -18,8 +19,11 @@ public sealed partial class HealthServer : BackgroundService
     private readonly ProxyOptions _options;
     private readonly ILogger _logger;
 
-    public HealthServer(ProxyHealth health, ProxyOptions options, ILogger<HealthServer> logger)
+    private readonly ProxyStatus _status;
+
+    public HealthServer(ProxyHealth health, ProxyStatus status, ProxyOptions options, ILogger<HealthServer> logger)
     {
+        _status = status;
         _health = health;
         _options = options;
         _logger = logger;
@@ -66,6 +70,15 @@ public sealed partial class HealthServer : BackgroundService
     {
         using var response = context.Response;
         var path = context.Request.Url?.AbsolutePath;
+        if (path == "/status")
+        {
+            var status = JsonSerializer.SerializeToUtf8Bytes(new { health = _health.Evaluate(), status = _status.Current }, StatusJson);
+            response.StatusCode = 200;
+            response.ContentType = "application/json";
+            response.ContentLength64 = status.Length;
+            response.OutputStream.Write(status);
+            return;
+        }
         if (path is not ("/healthz" or "/livez"))
         {
             response.StatusCode = 404;
@@ -84,6 +97,8 @@ public sealed partial class HealthServer : BackgroundService
         response.ContentLength64 = body.Length;
         response.OutputStream.Write(body);
     }
+
+    internal static readonly JsonSerializerOptions StatusJson = new() { PropertyNamingPolicy = JsonNamingPolicy.CamelCase, WriteIndented = true };
 
     /// <summary>"0.0.0.0:10256" listens on every address; "ADDR:PORT" on one.</summary>
     internal static string Prefix(string bindAddress)

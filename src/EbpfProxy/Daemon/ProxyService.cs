@@ -32,13 +32,15 @@ public sealed partial class ProxyService : BackgroundService
     private readonly IHostApplicationLifetime _lifetime;
     private readonly TimeProvider _time;
     private readonly ProxyMetrics _metrics;
+    private readonly ProxyStatus _status;
     private readonly ProxyHealth _health;
     private readonly TaskCompletionSource _firstSync = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private long _syncCount;
     private HashSet<string> _reportedErrors = new(StringComparer.Ordinal);
 
-    public ProxyService(ClusterStore store, ProxyOptions options, DatapathOptions datapathOptions, ILoggerFactory loggers, IHostApplicationLifetime lifetime, TimeProvider time, ProxyMetrics metrics, ProxyHealth health)
+    public ProxyService(ClusterStore store, ProxyOptions options, DatapathOptions datapathOptions, ILoggerFactory loggers, IHostApplicationLifetime lifetime, TimeProvider time, ProxyMetrics metrics, ProxyHealth health, ProxyStatus status)
     {
+        _status = status;
         _health = health;
         _metrics = metrics;
         _store = store;
@@ -178,6 +180,7 @@ public sealed partial class ProxyService : BackgroundService
         _metrics.SyncSucceeded(now, pending);
         _health.Synced(startedAt);
         healthChecks.Update(translation.HealthChecks);
+        _status.Update(r => r with { LastSync = now, Frontends = translation.State.Frontends.Count, ServiceErrors = [.. errors.Order(StringComparer.Ordinal)] });
         // Network programming latency: from the EndpointSlice controller's trigger time to now,
         // for slices that changed after start-up (the first sync programs history, not changes).
         if (n > 1)
@@ -233,6 +236,12 @@ public sealed partial class ProxyService : BackgroundService
         {
             // The runner retries the whole pass with backoff; until one succeeds, isolated pods deny.
             _metrics.PolicyErrors = desired.Errors.Length + 1;
+            _status.Update(r => r with
+            {
+                PolicyErrors = [.. desired.Errors.Select(e => e.ToString())],
+                PolicyWriteError = ex.Message,
+                PolicyFailedClosed = policy.Syncer.FailedClosed,
+            });
             LogPolicyWriteFailed(_logger, ex, policy.Syncer.FailedClosed);
             throw;
         }
@@ -246,6 +255,14 @@ public sealed partial class ProxyService : BackgroundService
         }
         policy.Reported = reported;
         _metrics.PolicyErrors = desired.Errors.Length;
+        _status.Update(r => r with
+        {
+            IsolatedPods = desired.Endpoints.Count(e => e.Value.Flags != EndpointFlags.None),
+            PolicyRules = desired.RuleCount,
+            PolicyErrors = [.. desired.Errors.Select(e => e.ToString())],
+            PolicyWriteError = null,
+            PolicyFailedClosed = 0,
+        });
         _metrics.PolicySyncDuration.Record(sw.Elapsed.TotalSeconds);
         // The CLI's names (pol_ep_names, pol_id_names): a failure there leaves enforcement intact; said once.
         var names = policy.Syncer.Names;

@@ -314,4 +314,29 @@ public sealed class NetworkPolicyTests(ITestOutputHelper output)
         Assert.Equal(get, (await Cli("policy", "get", "x/a")).EnsureSuccess().Stdout);
         Assert.Equal(ipcache, (await Cli("ipcache", "list")).EnsureSuccess().Stdout);
     }
+
+    [PrivilegedFact]
+    public async Task AnInvalidPolicyFailsClosedAndStatusNamesIt()
+    {
+        await using var m = await PolicyModel.StartAsync(output);
+        var healthy = m.NodeNs.TryExec(Binaries.EbpfProxy, "status");
+        Assert.Equal(0, healthy.ExitCode);
+        Assert.Contains("0 errors", healthy.Stdout, StringComparison.Ordinal);
+
+        // An unknown operator: the policy cannot be translated. The pod it selects is isolated
+        // (fails closed) rather than left open, and the other pods are untouched.
+        m.WritePolicies(Policy("x", "broken", """
+            podSelector: {matchLabels: {pod: a}}
+            ingress:
+            - from: [{podSelector: {matchExpressions: [{key: pod, operator: Sometimes, values: [b]}]}}]
+            """));
+        await m.ExpectAsync((f, t) => t.Key != "x/a", Probe.Tcp80);
+
+        var status = m.NodeNs.TryExec(Binaries.EbpfProxy, "status");
+        output.WriteLine(status.Stdout);
+        Assert.Equal(1, status.ExitCode);
+        Assert.Contains("FAILS CLOSED  NetworkPolicy x/broken", status.Stdout, StringComparison.Ordinal);
+        Assert.Contains("1 isolated local pods", status.Stdout, StringComparison.Ordinal);
+        Assert.Contains(m.Daemon.Output, l => l.Contains("NetworkPolicy x/broken", StringComparison.Ordinal));
+    }
 }

@@ -63,6 +63,9 @@ public sealed class PolicyModel : IAsyncDisposable
 
     public ModelPod this[string key] => Pods.Single(p => p.Key == key);
 
+    /// <summary>The node's namespace (the daemon and its health server run there, on 127.0.0.1:10256).</summary>
+    public NetNs NodeNs => _node.Ns;
+
     public static async Task<PolicyModel> StartAsync(ITestOutputHelper output)
     {
         Privileged.EnsureRoot();

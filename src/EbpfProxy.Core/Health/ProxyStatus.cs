@@ -1,0 +1,37 @@
+namespace EbpfProxy.Core.Health;
+
+/// <summary>What `ebpf-proxy status` shows: the last sync's outcome, and what could not be programmed.</summary>
+public sealed record StatusReport
+{
+    public DateTimeOffset? LastSync { get; init; }
+    public int Frontends { get; init; }
+    /// <summary>Objects the service translation skipped, with the reason.</summary>
+    public IReadOnlyList<string> ServiceErrors { get; init; } = [];
+    public int IsolatedPods { get; init; }
+    public int PolicyRules { get; init; }
+    /// <summary>NetworkPolicies and pods that could not be translated; what they select fails closed.</summary>
+    public IReadOnlyList<string> PolicyErrors { get; init; } = [];
+    /// <summary>The last policy pass the kernel refused part of (null after a good pass).</summary>
+    public string? PolicyWriteError { get; init; }
+    /// <summary>Pods whose isolation that failed pass forced on.</summary>
+    public int PolicyFailedClosed { get; init; }
+}
+
+/// <summary>The daemon's current <see cref="StatusReport"/>, updated by the sync loop, read by the health server.</summary>
+public sealed class ProxyStatus
+{
+    private StatusReport _current = new();
+
+    public StatusReport Current => Volatile.Read(ref _current);
+
+    public void Update(Func<StatusReport, StatusReport> change)
+    {
+        StatusReport before, after;
+        do
+        {
+            before = Volatile.Read(ref _current);
+            after = change(before);
+        }
+        while (!ReferenceEquals(Interlocked.CompareExchange(ref _current, after, before), before));
+    }
+}
