@@ -94,6 +94,8 @@ static __always_inline int hook(struct __sk_buff *skb, __u32 dir, enum lb_source
 		break;
 	default:
 		reason = REASON_PASS_UNSUPPORTED;
+		if (source == LB_FROM_POD)
+			reason = policy4_unparsed(skb, reason, dir == METRICS_DIR_INGRESS, &tr);
 		break;
 	}
 	return verdict(skb, &p, reason, dir, &tr, trace, &out);

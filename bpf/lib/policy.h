@@ -161,4 +161,60 @@ static __always_inline __u32 policy4_enforce(struct __sk_buff *skb, const struct
 	return reason;
 }
 
+/*
+ * IPv4 packets the service path does not parse: ICMP, other protocols and
+ * fragments. An isolated pod admits, in the isolated direction:
+ *  - fragments of TCP/UDP/SCTP (the first fragment carries the ports but is
+ *    not tracked here: fragments are not judged, see bpf/README.md "Limits");
+ *  - ICMP errors (destination unreachable, time exceeded, parameter problem),
+ *    which the kernel only delivers to the sockets of connections they name
+ *    (path MTU discovery of an admitted connection keeps working);
+ *  - anything else (ICMP echo, other protocols) only under a rule that admits
+ *    every protocol from that peer (a rule without ports), since NetworkPolicy
+ *    can name no other protocol. Such packets are not tracked: an echo reply
+ *    to an ingress-isolated pod needs that rule too.
+ * from_pod judges the sender's egress, to_pod the receiver's ingress.
+ */
+static __always_inline __u32 policy4_unparsed(struct __sk_buff *skb, __u32 reason, bool from_pod, struct trace_record *tr)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	struct ethhdr *eth = data;
+	struct iphdr *ip = (void *)(eth + 1);
+	struct pol_endpoint *ep;
+	__be32 local, peer;
+	__u32 identity;
+	__u8 verdict;
+
+	if ((void *)(ip + 1) > data_end || eth->h_proto != bpf_htons(ETH_P_IP))
+		return reason;
+	local = from_pod ? ip->saddr : ip->daddr;
+	peer = from_pod ? ip->daddr : ip->saddr;
+	ep = bpf_map_lookup_elem(&pol_endpoints, &local);
+	if (!ep || !(ep->flags & (from_pod ? POL_EP_F_EGRESS_ISOLATED : POL_EP_F_INGRESS_ISOLATED)))
+		return reason;
+	tr->policy_endpoint = ep->endpoint_id;
+	if (ip->protocol == IPPROTO_TCP || ip->protocol == IPPROTO_UDP || ip->protocol == IPPROTO_SCTP)
+		return reason; /* a fragment */
+	if (ip->protocol == IPPROTO_ICMP && ip->ihl == 5) {
+		__u8 *type = (void *)(ip + 1);
+
+		if ((void *)(type + 1) > data_end)
+			return reason;
+		if (*type == 3 || *type == 11 || *type == 12)
+			return reason;
+	}
+	identity = policy_identity_of(peer);
+	tr->policy_identity = identity;
+	if (!from_pod && identity == POL_ID_HOST)
+		verdict = POL_VERDICT_ALLOW_HOST;
+	else
+		verdict = policy_rule_verdict(ep->endpoint_id, identity, from_pod ? POL_DIR_EGRESS : POL_DIR_INGRESS,
+					      ip->protocol, 0);
+	tr->policy_verdict = verdict;
+	if (verdict == POL_VERDICT_DENY)
+		return from_pod ? REASON_DROP_POLICY_EGRESS : REASON_DROP_POLICY_INGRESS;
+	return reason;
+}
+
 #endif

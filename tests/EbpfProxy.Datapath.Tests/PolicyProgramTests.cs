@@ -66,6 +66,29 @@ public class PolicyProgramTests
     }
 
     [PrivilegedFact]
+    public void IcmpAndOtherProtocolsNeedARuleForEveryProtocolButIcmpErrorsAndFragmentsPass()
+    {
+        using var dp = new PodDatapath();
+        Seed(dp, State(PolicyIsolation.None, PolicyIsolation.Ingress));
+
+        AssertVerdict(PodDatapath.TcActShot, dp.ToPod(PacketBuilder.IcmpEcho(R, B)), "ping from a remote pod");
+        AssertVerdict(PodDatapath.TcActShot, dp.ToPod(PacketBuilder.Ipv4(R, B, 47, new byte[8])), "GRE from a remote pod");
+        AssertVerdict(PodDatapath.TcActOk, dp.ToPod(PacketBuilder.IcmpEcho(Node, B)), "ping from the node");
+        // Destination unreachable (fragmentation needed) about a connection B has: always delivered.
+        var unreachable = new byte[36];
+        unreachable[0] = 3;
+        unreachable[1] = 4;
+        AssertVerdict(PodDatapath.TcActOk, dp.ToPod(PacketBuilder.Ipv4(R, B, 1, unreachable)), "ICMP error");
+        // A's side is not isolated.
+        AssertVerdict(PodDatapath.TcActOk, dp.ToPod(PacketBuilder.IcmpEcho(R, A)), "ping to a pod without isolation");
+
+        // A rule without ports admits every protocol from that peer, ICMP included.
+        Seed(dp, State(PolicyIsolation.None, PolicyIsolation.Ingress, PolicyRule.AllTraffic(EpB, IdR, In)));
+        AssertVerdict(PodDatapath.TcActOk, dp.ToPod(PacketBuilder.IcmpEcho(R, B)), "ping under an all-traffic rule");
+        Assert.Equal(2UL, dp.Counter(Reason.PolicyIngressDenied, MetricsDirection.Egress));
+    }
+
+    [PrivilegedFact]
     public void AnIsolatedPodWithoutRulesDeniesEgress()
     {
         using var dp = new PodDatapath();
