@@ -41,6 +41,7 @@ public static class ApiScaleBench
 
             var kubeconfig = api.WriteKubeconfig(Path.Combine(dir, "kubeconfig"));
             sw.Restart();
+            var startedUtc = DateTime.UtcNow;
             // EPX_BENCH_DAEMON_ENV="K=V;K=V" passes runtime settings (GC knobs) to the daemon for experiments.
             var env = (Environment.GetEnvironmentVariable("EPX_BENCH_DAEMON_ENV") ?? "")
                 .Split(';', StringSplitOptions.RemoveEmptyEntries).Select(kv => kv.Split('=', 2)).ToDictionary(kv => kv[0], kv => kv[1]);
@@ -48,7 +49,9 @@ public static class ApiScaleBench
                 ["run", "--kubeconfig", kubeconfig, "--bpffs", bpffs.Path, "--node-name", "node-1", "--min-sync-interval", "0"], env);
             var first = await daemon.WaitForOutputAsync(new Regex(@"Sync #1 .*"), TimeSpan.FromMinutes(5));
             var startToProgrammed = sw.Elapsed;
+            var cpuAtProgrammed = CpuSeconds(daemon.Pid);
             Console.WriteLine($"start -> all maps programmed: {startToProgrammed.TotalSeconds:F2} s   ({first.Value})");
+            Console.WriteLine($"phases from start: {Phases(daemon.Output, startedUtc)}; daemon CPU by then {cpuAtProgrammed:F2} s");
             if (Environment.GetEnvironmentVariable("EPX_BENCH_VERBOSE") == "1")
                 foreach (var l in daemon.Output.Take(20))
                     Console.WriteLine($"  start | {l}");
@@ -109,6 +112,28 @@ public static class ApiScaleBench
                 return false;
         }
         return true;
+    }
+
+    /// <summary>When the daemon's log says it reached each start-up phase, in seconds after the bench started it (log timestamps are UTC, ms).</summary>
+    private static string Phases(IReadOnlyList<string> output, DateTime startedUtc)
+    {
+        string At(string marker)
+        {
+            var line = output.FirstOrDefault(l => l.Contains(marker, StringComparison.Ordinal));
+            if (line is null || !TimeSpan.TryParseExact(line[..12], @"hh\:mm\:ss\.fff", System.Globalization.CultureInfo.InvariantCulture, out var t))
+                return "?";
+            var s = (startedUtc.Date + t - startedUtc).TotalSeconds;
+            return (s < -43200 ? s + 86400 : s).ToString("F2", System.Globalization.CultureInfo.InvariantCulture);
+        }
+        return $"first log line {At(" info: ")} s, all listed {At("resources listed in")} s, first sync logged {At("Sync #1 ")} s";
+    }
+
+    /// <summary>User + system CPU time of a process so far (/proc/PID/stat fields 14 and 15, in clock ticks of 1/100 s).</summary>
+    private static double CpuSeconds(int pid)
+    {
+        var stat = File.ReadAllText($"/proc/{pid}/stat");
+        var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+        return (long.Parse(fields[11]) + long.Parse(fields[12])) / 100.0;
     }
 
     private static long Rss(int pid)
