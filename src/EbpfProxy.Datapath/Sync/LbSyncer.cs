@@ -70,6 +70,8 @@ public sealed partial class LbSyncer
         var plan = LbPlanner.Plan(_state, desired, _limits, changed);
         var planTime = sw.Elapsed - planStart;
         var removals = SlotRemovals(_state, plan.Ops);
+        if (plan.Ops.Count >= MinBatch)
+            _state.Reserve(plan.Ops);
         int writes = 0, deletes = 0;
         try
         {
@@ -107,8 +109,8 @@ public sealed partial class LbSyncer
         if (reread)
         {
             // Full pass: validate all of conntrack (removals may have happened while no daemon ran).
-            var (valid, replies) = ValidPairs(_state);
-            purged = Purger.PurgeAllExcept(valid, replies);
+            var state = _state;
+            purged = Purger.PurgeAllExcept(() => ValidPairs(state));
         }
         else
         {
