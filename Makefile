@@ -30,7 +30,9 @@ deps:
 bpf: deps
 	$(MAKE) -C bpf OUT=$(BPF_OUT)
 
-## build: the datapath objects and the ebpf-proxy executable.
+## build: the datapath objects and the ebpf-proxy executable. The executable is published
+## ReadyToRun for this machine's runtime identifier: its restore also fetches the runtime pack and
+## crossgen2 from NuGet, like every other package (nothing for `make deps` to install).
 build: bpf
 	$(DOTNET) build EbpfProxy.sln -c $(CONFIG) -nologo -v quiet
 	$(DOTNET) publish src/EbpfProxy/EbpfProxy.csproj -c $(CONFIG) -nologo -v quiet -o $(BIN)

@@ -41,14 +41,21 @@ public static class ApiScaleBench
 
             var kubeconfig = api.WriteKubeconfig(Path.Combine(dir, "kubeconfig"));
             sw.Restart();
+            var startedUtc = DateTime.UtcNow;
             // EPX_BENCH_DAEMON_ENV="K=V;K=V" passes runtime settings (GC knobs) to the daemon for experiments.
             var env = (Environment.GetEnvironmentVariable("EPX_BENCH_DAEMON_ENV") ?? "")
                 .Split(';', StringSplitOptions.RemoveEmptyEntries).Select(kv => kv.Split('=', 2)).ToDictionary(kv => kv[0], kv => kv[1]);
             await using var daemon = DaemonProcess.Start(node.Ns, exe,
                 ["run", "--kubeconfig", kubeconfig, "--bpffs", bpffs.Path, "--node-name", "node-1", "--min-sync-interval", "0"], env);
             var first = await daemon.WaitForOutputAsync(new Regex(@"Sync #1 .*"), TimeSpan.FromMinutes(5));
-            var startToProgrammed = sw.Elapsed;
-            Console.WriteLine($"start -> all maps programmed: {startToProgrammed.TotalSeconds:F2} s   ({first.Value})");
+            var seen = sw.Elapsed;
+            var cpuAtProgrammed = CpuSeconds(daemon.Pid);
+            // The daemon logs the first sync right after its last map write; its console logger
+            // writes asynchronously, so the bench reads the line a little later (later still when
+            // a collection pauses the logger). The log's own time is the moment of "programmed".
+            var startToProgrammed = LogTime(daemon.Output.First(l => l.Contains("Sync #1 ", StringComparison.Ordinal)), startedUtc) ?? seen;
+            Console.WriteLine($"start -> all maps programmed: {startToProgrammed.TotalSeconds:F2} s by the daemon's log, line read by the bench at {seen.TotalSeconds:F2} s   ({first.Value})");
+            Console.WriteLine($"phases from start: {Phases(daemon.Output, startedUtc)}; daemon CPU by then {cpuAtProgrammed:F2} s");
             if (Environment.GetEnvironmentVariable("EPX_BENCH_VERBOSE") == "1")
                 foreach (var l in daemon.Output.Take(20))
                     Console.WriteLine($"  start | {l}");
@@ -109,6 +116,33 @@ public static class ApiScaleBench
                 return false;
         }
         return true;
+    }
+
+    /// <summary>When the daemon's log says it reached each start-up phase, in seconds after the bench started it (log timestamps are UTC, ms).</summary>
+    private static string Phases(IReadOnlyList<string> output, DateTime startedUtc)
+    {
+        string At(string marker) =>
+            output.FirstOrDefault(l => l.Contains(marker, StringComparison.Ordinal)) is { } line && LogTime(line, startedUtc) is { } t
+                ? t.TotalSeconds.ToString("F2", System.Globalization.CultureInfo.InvariantCulture)
+                : "?";
+        return $"first log line {At(" info: ")} s, all listed {At("resources listed in")} s, first sync logged {At("Sync #1 ")} s";
+    }
+
+    /// <summary>A daemon log line's time (UTC, "HH:mm:ss.fff " prefix) as time since <paramref name="startedUtc"/>.</summary>
+    private static TimeSpan? LogTime(string line, DateTime startedUtc)
+    {
+        if (line.Length < 12 || !TimeSpan.TryParseExact(line[..12], @"hh\:mm\:ss\.fff", System.Globalization.CultureInfo.InvariantCulture, out var t))
+            return null;
+        var since = startedUtc.Date + t - startedUtc;
+        return since < TimeSpan.FromHours(-12) ? since + TimeSpan.FromDays(1) : since;
+    }
+
+    /// <summary>User + system CPU time of a process so far (/proc/PID/stat fields 14 and 15, in clock ticks of 1/100 s).</summary>
+    private static double CpuSeconds(int pid)
+    {
+        var stat = File.ReadAllText($"/proc/{pid}/stat");
+        var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+        return (long.Parse(fields[11]) + long.Parse(fields[12])) / 100.0;
     }
 
     private static long Rss(int pid)

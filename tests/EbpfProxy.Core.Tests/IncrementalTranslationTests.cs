@@ -35,6 +35,29 @@ public class IncrementalTranslationTests
             .Select(f => $"{f.Key} {f.Service} {f.Flags} [{string.Join(",", f.Active.Select(b => b.Address))}] [{string.Join(",", f.Terminating.Select(b => b.Address))}]"));
 
     [Fact]
+    public void AFullPassOverManyServicesMatchesTranslatingThemOneAtATime()
+    {
+        // Enough services for the full pass to translate them in parallel; some clash on a
+        // frontend (the earlier key wins) and some fail to translate.
+        var store = new ClusterStore();
+        var oneByOne = new ServiceTranslator(new NodeContext("node-1"));
+        oneByOne.Translate(store.TakeServiceChanges());
+        for (int i = 0; i < 600; i++)
+        {
+            int n = i % 7 == 6 ? i - 1 : i;
+            store.Upsert(Service(i, 80, i % 50 == 49 ? "not-an-ip" : $"10.96.{n / 256}.{n % 256}"));
+            store.Upsert(Slice($"s-{i}", i, Enumerable.Range(1 + i % 5, 5)));
+            oneByOne.Translate(store.TakeServiceChanges());
+        }
+        var full = ServiceTranslator.Translate(store.Snapshot(), new NodeContext("node-1"));
+        var last = oneByOne.Translate(store.TakeServiceChanges());
+        Assert.Equal(Render(last.State), Render(full.State));
+        Assert.Equal(last.Errors.Select(e => e.ToString()), full.Errors.Select(e => e.ToString()));
+        Assert.Contains(full.Errors, e => e.Message.Contains("not-an-ip", StringComparison.Ordinal));
+        Assert.Contains(full.Errors, e => e.Message.Contains("already claimed", StringComparison.Ordinal));
+    }
+
+    [Fact]
     public void RandomChurnMatchesAFullTranslation()
     {
         var rng = new Random(11);

@@ -42,9 +42,12 @@ public class LbPlannerTests
     }
 
     /// <summary>Runs a plan op by op, checking consistency after each op, and returns the result.</summary>
-    private static LbState ApplyChecked(LbState current, DesiredLbState desired, IReadOnlyCollection<FrontendKey>? changed = null)
+    private static LbState ApplyChecked(LbState current, DesiredLbState desired, IReadOnlyCollection<FrontendKey>? changed = null) =>
+        ApplyChecked(current, desired, LbLimits.Default, changed);
+
+    private static LbState ApplyChecked(LbState current, DesiredLbState desired, LbLimits limits, IReadOnlyCollection<FrontendKey>? changed = null)
     {
-        var plan = LbPlanner.Plan(current, desired, changed: changed);
+        var plan = LbPlanner.Plan(current, desired, limits, changed);
         var s = current.Clone();
         for (int i = 0; i < plan.Ops.Count; i++)
         {
@@ -142,6 +145,50 @@ public class LbPlannerTests
         var svc = s.Frontends[Vip].Service!.Value;
         Assert.Equal((1, 1), ((int)svc.Count, (int)svc.TerminatingCount));
         Assert.Equal(s.Backends.Single(kv => kv.Value.Address == B(2).Address).Key, s.Frontends[Vip].Slots[2]);
+    }
+
+    [Fact]
+    public void IdsWrapAtTheLimitAndAreNeverHandedOutTwice()
+    {
+        // Up to 5 backends in use and up to 5 new ones per plan, with room for 10: plans need
+        // free ids on both sides of where the allocator wraps.
+        var limits = new LbLimits(MaxBackends: 10);
+        var rng = new Random(3);
+        var s = new LbState();
+        int next = 1;
+        var wanted = new List<Backend>();
+        for (int round = 0; round < 60; round++)
+        {
+            wanted = [.. wanted.Where(_ => rng.Next(3) != 0)];
+            wanted.AddRange(Enumerable.Range(0, rng.Next(0, 6 - wanted.Count)).Select(_ => B(next++ % 250 + 1)));
+            var desired = Desired((Vip, [.. wanted], []));
+            var plan = LbPlanner.Plan(s, desired, limits);
+            Assert.Empty(plan.Errors);
+            var allocated = plan.Ops.OfType<LbOp.UpsertBackend>().Select(o => o.Id).ToList();
+            Assert.Equal(allocated.Count, allocated.Distinct().Count());
+            Assert.Empty(allocated.Intersect(s.Backends.Keys));
+            s = ApplyChecked(s, desired, limits);
+            Assert.All(s.Backends.Keys, id => Assert.InRange(id, 1u, 10u));
+            var named = s.Frontends[Vip].Slots.Values.Select(id => s.Backends[id].Address).ToHashSet();
+            Assert.True(named.SetEquals(wanted.Select(b => b.Address)));
+        }
+    }
+
+    [Fact]
+    public void AWrappedAllocatorSkipsIdsItHandedOutBeforeTheWrap()
+    {
+        // Names left without their rev-NAT entry (damaged maps) occupy ids 1 and 2 without being
+        // counted as rev-NAT entries, so the allocator wraps and scans ids it already handed out.
+        var s = new LbState { RevNatIdHighWater = 2 };
+        s.Apply(new LbOp.UpsertName(1, "stray/a:"));
+        s.Apply(new LbOp.UpsertName(2, "stray/b:"));
+        var desired = Desired((Key("10.96.0.1", 80), [B(1)], []), (Key("10.96.0.2", 80), [B(2)], []), (Key("10.96.0.3", 80), [B(3)], []));
+        var plan = LbPlanner.Plan(s, desired, new LbLimits(MaxRevNat: 4));
+        var ids = plan.Ops.OfType<LbOp.UpsertService>().Select(o => o.Entry.RevNatId).ToList();
+        Assert.Equal(ids.Count, ids.Distinct().Count());
+        Assert.DoesNotContain((ushort)1, ids);
+        Assert.DoesNotContain((ushort)2, ids);
+        Assert.Single(plan.Errors);
     }
 
     /// <summary>Frontends added, removed or changed (by instance) between two states.</summary>

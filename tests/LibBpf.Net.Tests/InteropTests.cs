@@ -1,3 +1,5 @@
+using System.Runtime.InteropServices;
+
 namespace LibBpf.Net.Tests;
 
 /// <summary>Checks of the binding's native layouts (sizes measured with a C compiler against libbpf 1.1's headers).</summary>
@@ -13,6 +15,21 @@ public class InteropTests
         Assert.Equal(24, sizeof(Interop.LibBpf.BpfMapBatchOpts));
         Assert.Equal(88, sizeof(Interop.LibBpf.BpfMapInfo));
         Assert.Equal(232, sizeof(Interop.LibBpf.BpfProgInfo));
+    }
+
+    /// <summary>
+    /// libbpf rejects options whose bytes between the last field it knows and <c>sz</c> are not
+    /// zero, and padding is not zeroed by optimized code (ReadyToRun, tier 1): every options struct
+    /// ends with a field, none with padding.
+    /// </summary>
+    [Fact]
+    public unsafe void OptionStructsEndWithAFieldNotPadding()
+    {
+        Assert.Equal(sizeof(Interop.LibBpf.BpfObjectOpenOpts) - 4, (int)Marshal.OffsetOf<Interop.LibBpf.BpfObjectOpenOpts>(nameof(Interop.LibBpf.BpfObjectOpenOpts.tail_zero)));
+        Assert.Equal(sizeof(Interop.LibBpf.BpfTcHook) - 4, (int)Marshal.OffsetOf<Interop.LibBpf.BpfTcHook>(nameof(Interop.LibBpf.BpfTcHook.tail_zero)));
+        Assert.Equal(sizeof(Interop.LibBpf.BpfTcOpts) - 4, (int)Marshal.OffsetOf<Interop.LibBpf.BpfTcOpts>(nameof(Interop.LibBpf.BpfTcOpts.tail_zero)));
+        Assert.Equal(sizeof(Interop.LibBpf.BpfTestRunOpts) - 4, (int)Marshal.OffsetOf<Interop.LibBpf.BpfTestRunOpts>(nameof(Interop.LibBpf.BpfTestRunOpts.batch_size)));
+        Assert.Equal(sizeof(Interop.LibBpf.BpfMapBatchOpts) - 8, (int)Marshal.OffsetOf<Interop.LibBpf.BpfMapBatchOpts>(nameof(Interop.LibBpf.BpfMapBatchOpts.flags)));
     }
 
     [Fact]

@@ -1,5 +1,6 @@
 using System.Collections.Immutable;
 using System.Net;
+using System.Runtime.InteropServices;
 using EbpfProxy.Core.Model;
 
 namespace EbpfProxy.Core.Planning;
@@ -50,7 +51,6 @@ public static class LbPlanner
     {
         limits ??= LbLimits.Default;
         bool full = changed is null;
-        var ops = new List<LbOp>();
         var errors = ImmutableArray.CreateBuilder<TranslationError>();
 
         IEnumerable<FrontendKey> keys = full ? desired.Frontends.Keys.Concat(current.Frontends.Keys).Distinct() : changed!;
@@ -67,17 +67,23 @@ public static class LbPlanner
         }
 
         // 1. Backend ids: re-adopt what the maps hold, allocate the rest.
-        var wanted = new Dictionary<BackendAddress, BackendFlags>();
+        // Sized up front: a first full plan handles every backend of the cluster, and growing
+        // dictionaries of that size one doubling at a time is most of the garbage it would make.
+        int slotCount = 0;
+        foreach (var fe in present)
+            slotCount += fe.Active.Length + fe.Terminating.Length;
+        var wanted = new Dictionary<BackendAddress, BackendFlags>(slotCount);
         foreach (var fe in present)
         {
             foreach (var b in fe.Active)
-                wanted[b.Address] = wanted.GetValueOrDefault(b.Address) | b.Flags;
+                CollectionsMarshal.GetValueRefOrAddDefault(wanted, b.Address, out _) |= b.Flags;
             foreach (var b in fe.Terminating)
-                wanted[b.Address] = wanted.GetValueOrDefault(b.Address) | b.Flags;
+                CollectionsMarshal.GetValueRefOrAddDefault(wanted, b.Address, out _) |= b.Flags;
         }
+        var ops = new List<LbOp>(full ? wanted.Count + slotCount + 3 * present.Count : 16);
         var backendIds = new IdAllocator(id => current.Backends.ContainsKey(id), current.Backends.Count, limits.MaxBackends, current.BackendIdHighWater);
         var idOf = new Dictionary<BackendAddress, uint>(wanted.Count);
-        foreach (var (address, flags) in wanted.OrderBy(kv => AddressOrder.Key(kv.Key.Address)).ThenBy(kv => kv.Key.Port).ThenBy(kv => kv.Key.Protocol))
+        foreach (var (address, flags) in InAddressOrder(wanted))
         {
             if (!current.BackendIds.TryGetValue(address, out var id))
             {
@@ -97,6 +103,7 @@ public static class LbPlanner
         // 2. Rev-NAT ids: one per frontend entry, kept for as long as the frontend exists.
         var revNatIds = new IdAllocator(id => current.RevNatIdInUse((ushort)id), current.RevNat.Count, limits.MaxRevNat, current.RevNatIdHighWater);
         var revNatOf = new Dictionary<FrontendKey, ushort>(present.Count);
+        var nameOps = new List<LbOp>();
         foreach (var fe in present)
         {
             ushort revNat;
@@ -115,8 +122,11 @@ public static class LbPlanner
                 ops.Add(new LbOp.UpsertRevNat(revNat, rn));
             var name = fe.Service.ToString();
             if (!current.Names.TryGetValue(revNat, out var haveName) || haveName != name)
-                ops.Add(new LbOp.UpsertName(revNat, name));
+                nameOps.Add(new LbOp.UpsertName(revNat, name));
         }
+        // Names after the rev-NAT entries rather than interleaved: each kind is one run of writes
+        // into one map, which the executor can batch.
+        ops.AddRange(nameOps);
         current.RevNatIdHighWater = revNatIds.HighWater;
 
         // 3. Slots, then the service entry, then the slots past the new end.
@@ -128,8 +138,9 @@ public static class LbPlanner
             current.Frontends.TryGetValue(fe.Key, out var have);
             int oldCount = have?.Service?.Count ?? 0;
             int oldTerm = have?.Service?.TerminatingCount ?? 0;
-            var active = StableAssign(SlotRange(have, 1, oldCount), IdsOf(fe.Active, idOf));
-            var tail = StableAssign(SlotRange(have, oldCount + 1, oldTerm), IdsOf(fe.Terminating, idOf));
+            // A new frontend has no slots to keep: its backends go in in the translator's order.
+            var active = have is null ? IdsOf(fe.Active, idOf) : StableAssign(SlotRange(have, 1, oldCount), IdsOf(fe.Active, idOf));
+            var tail = have is null ? IdsOf(fe.Terminating, idOf) : StableAssign(SlotRange(have, oldCount + 1, oldTerm), IdsOf(fe.Terminating, idOf));
             int total = active.Count + tail.Count;
             if (total > ushort.MaxValue - 1)
             {
@@ -181,7 +192,7 @@ public static class LbPlanner
                 released.Add(id);
             }
         }
-        if (full)
+        if (full && (current.RevNat.Count > 0 || current.Names.Count > 0))
         {
             // Strays: rev-NAT entries and names that no remaining frontend uses.
             var live = new HashSet<ushort>(revNatOf.Values);
@@ -197,6 +208,10 @@ public static class LbPlanner
         }
 
         // 5. Backends nothing names any more.
+        IEnumerable<uint> candidates = full ? current.Backends.Keys : released;
+        var candidateList = candidates.Where(id => current.Backends.ContainsKey(id)).Order().ToList();
+        if (candidateList.Count == 0)
+            return new LbPlan(ops, errors.ToImmutable()); // a first plan against empty maps ends here
         var delta = new Dictionary<uint, int>();
         foreach (var op in ops)
         {
@@ -214,8 +229,7 @@ public static class LbPlanner
             }
         }
         var wantedIds = new HashSet<uint>(idOf.Values);
-        IEnumerable<uint> candidates = full ? current.Backends.Keys : released;
-        foreach (var id in candidates.Where(id => current.Backends.ContainsKey(id)).Order().ToList())
+        foreach (var id in candidateList)
         {
             if (!wantedIds.Contains(id) && current.SlotReferences(id) + delta.GetValueOrDefault(id) <= 0)
                 ops.Add(new LbOp.DeleteBackend(id));
@@ -229,6 +243,24 @@ public static class LbPlanner
         for (int s = first; s < first + count; s++)
             list.Add(have is not null && have.Slots.TryGetValue((ushort)s, out var id) ? id : 0);
         return list;
+    }
+
+    /// <summary>The wanted backends by address (the order ids are handed out in), sorted without LINQ's per-key buffers.</summary>
+    private static IEnumerable<KeyValuePair<BackendAddress, BackendFlags>> InAddressOrder(Dictionary<BackendAddress, BackendFlags> wanted)
+    {
+        var sorted = new (UInt128 Address, ushort Port, L4Protocol Protocol, BackendAddress Key, BackendFlags Flags)[wanted.Count];
+        int n = 0;
+        foreach (var (address, flags) in wanted)
+            sorted[n++] = (AddressOrder.Key(address.Address), address.Port, address.Protocol, address, flags);
+        Array.Sort(sorted, static (a, b) =>
+        {
+            int c = a.Address.CompareTo(b.Address);
+            if (c == 0)
+                c = a.Port.CompareTo(b.Port);
+            return c != 0 ? c : a.Protocol.CompareTo(b.Protocol);
+        });
+        foreach (var e in sorted)
+            yield return new(e.Key, e.Flags);
     }
 
     private static List<uint> IdsOf(ImmutableArray<Backend> backends, Dictionary<BackendAddress, uint> ids)
@@ -288,10 +320,15 @@ public static class AddressOrder
 internal sealed class IdAllocator
 {
     private readonly Func<uint, bool> _inUse;
+    // Ids handed out by this allocator. Until the counter wraps, every id it hands out is above
+    // all earlier ones, so this set is only needed (and filled) from the wrap on.
     private readonly HashSet<uint> _allocated = new();
     private readonly int _usedCount;
     private readonly uint _max;
     private uint _next;
+    private readonly ulong _start;
+    private int _handedOut;
+    private bool _wrapped;
 
     public IdAllocator(Func<uint, bool> inUse, int usedCount, uint max, uint highWater)
     {
@@ -300,13 +337,14 @@ internal sealed class IdAllocator
         _max = max;
         HighWater = highWater;
         _next = highWater + 1;
+        _start = (ulong)highWater + 1;
     }
 
     public uint HighWater { get; private set; }
 
     public bool TryAllocate(out uint id)
     {
-        if (_usedCount + _allocated.Count >= _max)
+        if (_usedCount + _handedOut >= _max)
         {
             id = 0;
             return false;
@@ -314,11 +352,23 @@ internal sealed class IdAllocator
         for (uint tries = 0; tries <= _max; tries++)
         {
             if (_next == 0 || _next > _max)
+            {
+                if (!_wrapped)
+                {
+                    // From here on candidates may repeat ids handed out before the wrap: those
+                    // were every id from the start up to the limit that was not in use.
+                    _wrapped = true;
+                    for (ulong handed = _start; handed <= _max; handed++)
+                        if (!_inUse((uint)handed))
+                            _allocated.Add((uint)handed);
+                }
                 _next = 1;
+            }
             var candidate = _next++;
-            if (!_inUse(candidate) && _allocated.Add(candidate))
+            if (!_inUse(candidate) && (!_wrapped || _allocated.Add(candidate)))
             {
                 id = candidate;
+                _handedOut++;
                 HighWater = Math.Max(HighWater, candidate);
                 return true;
             }

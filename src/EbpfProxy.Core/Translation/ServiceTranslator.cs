@@ -135,8 +135,10 @@ public sealed class ServiceTranslator
             var slicesByService = GroupSlices(snapshot);
             foreach (var key in _cache.Keys.Where(k => !snapshot.Services.ContainsKey(k)).ToList())
                 Retranslate(key, null, [], changed, newSlices);
-            foreach (var (key, service) in snapshot.Services)
-                Retranslate(key, service, slicesByService.TryGetValue(key, out var list) ? [.. list] : [], changed, newSlices);
+            var all = snapshot.Services.Select(kv => (kv.Key, kv.Value, slicesByService.TryGetValue(kv.Key, out var list) ? list.ToArray() : [])).ToArray();
+            var translated = TranslateStale(all);
+            for (int i = 0; i < all.Length; i++)
+                Retranslate(all[i].Key, all[i].Value, all[i].Item3, changed, newSlices, translated?[i]);
         }
 
         var errors = ImmutableArray.CreateBuilder<TranslationError>();
@@ -155,7 +157,39 @@ public sealed class ServiceTranslator
         };
     }
 
-    private void Retranslate(string key, V1Service? service, V1EndpointSlice[] slices, HashSet<FrontendKey> changed, List<V1EndpointSlice> newSlices)
+    /// <summary>
+    /// A full pass (start-up, re-list) translates every service whose cached result is stale on
+    /// all cores first (translating one service is pure); the results are then taken in key
+    /// order as a sequential pass would compute them. Null when there are too few to share.
+    /// </summary>
+    private (List<FrontendState> Frontends, List<TranslationError> Errors, System.Runtime.ExceptionServices.ExceptionDispatchInfo? Failure)?[]? TranslateStale(
+        (string Key, V1Service Service, V1EndpointSlice[] Slices)[] services)
+    {
+        if (Environment.ProcessorCount < 2 || services.Length < 256)
+            return null;
+        var results = new (List<FrontendState>, List<TranslationError>, System.Runtime.ExceptionServices.ExceptionDispatchInfo?)?[services.Length];
+        Parallel.For(0, services.Length, i =>
+        {
+            var (key, service, slices) = services[i];
+            if (_cache.TryGetValue(key, out var old) && ReferenceEquals(old.Service, service) && SameSlices(old.Slices, slices))
+                return;
+            var fes = new List<FrontendState>();
+            var errs = new List<TranslationError>();
+            try
+            {
+                TranslateService(key, service, slices, _node, fes, errs);
+                results[i] = (fes, errs, null);
+            }
+            catch (Exception ex)
+            {
+                results[i] = (fes, errs, System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(ex));
+            }
+        });
+        return results;
+    }
+
+    private void Retranslate(string key, V1Service? service, V1EndpointSlice[] slices, HashSet<FrontendKey> changed, List<V1EndpointSlice> newSlices,
+        (List<FrontendState> Frontends, List<TranslationError> Errors, System.Runtime.ExceptionServices.ExceptionDispatchInfo? Failure)? translated = null)
     {
         _cache.TryGetValue(key, out var old);
         if (service is null)
@@ -172,11 +206,14 @@ public sealed class ServiceTranslator
         if (old is not null && ReferenceEquals(old.Service, service) && SameSlices(old.Slices, slices))
             return;
 
-        var fes = new List<FrontendState>();
-        var errs = new List<TranslationError>();
+        var fes = translated?.Frontends ?? new List<FrontendState>();
+        var errs = translated?.Errors ?? new List<TranslationError>();
         try
         {
-            TranslateService(key, service, slices, _node, fes, errs);
+            if (translated is null)
+                TranslateService(key, service, slices, _node, fes, errs);
+            else
+                translated.Value.Failure?.Throw();
         }
         catch (Exception ex) when (ex is FormatException or ArgumentException or InvalidOperationException or OverflowException)
         {

@@ -71,18 +71,31 @@ public sealed partial class ConntrackPurger
     }
 
     /// <summary>
-    /// Deletes every entry whose (rev-NAT id, backend) is not among <paramref name="valid"/>
+    /// Deletes every entry whose (rev-NAT id, backend) is not among the valid pairs
     /// (after a full sync: catches removals that happened while the daemon was not running).
+    /// <paramref name="valid"/> is called only when there is an entry to check: building the
+    /// sets costs as much as the maps hold, and a node that just booted has no flow yet.
     /// </summary>
-    public int PurgeAllExcept(HashSet<(ushort RevNatId, uint BackendId)> valid, HashSet<(ushort RevNatId, IPAddress Address, ushort Port)> validReplies) =>
-        Purge(
-            e => e.Key.Dir switch
+    public int PurgeAllExcept(Func<(HashSet<(ushort RevNatId, uint BackendId)> Valid, HashSet<(ushort RevNatId, IPAddress Address, ushort Port)> Replies)> valid)
+    {
+        (HashSet<(ushort, uint)> Valid, HashSet<(ushort, IPAddress, ushort)> Replies)? sets = null;
+        return Purge(
+            e =>
             {
-                CtDirection.Service => !valid.Contains((e.Value.RevNatId, e.Value.BackendId)),
-                CtDirection.Reply => !validReplies.Contains((e.Value.RevNatId, e.Key.SaddrBe.ToAddress(), e.Key.SportBe.ToHost())),
-                _ => false,
+                sets ??= valid();
+                return e.Key.Dir switch
+                {
+                    CtDirection.Service => !sets.Value.Valid.Contains((e.Value.RevNatId, e.Value.BackendId)),
+                    CtDirection.Reply => !sets.Value.Replies.Contains((e.Value.RevNatId, e.Key.SaddrBe.ToAddress(), e.Key.SportBe.ToHost())),
+                    _ => false,
+                };
             },
-            pin => !valid.Contains((pin.Key.RevNatId, pin.Value.BackendId)));
+            pin =>
+            {
+                sets ??= valid();
+                return !sets.Value.Valid.Contains((pin.Key.RevNatId, pin.Value.BackendId));
+            });
+    }
 
     /// <summary>Deletes the stale conntrack entries and session-affinity pins; returns how many went.</summary>
     private int Purge(Func<KeyValuePair<Ct4Key, CtEntry>, bool> staleFlow, Func<KeyValuePair<Lb4AffinityKey, LbAffinityValue>, bool> stalePin)

@@ -46,7 +46,7 @@ public static class LbMapIo
                 maps.Lb4Backends.Delete(b.Id);
                 break;
             case LbOp.UpsertRevNat r:
-                maps.Lb4ReverseNat.Update(r.Id, new Lb4ReverseNat { AddressBe = Be32Address.FromAddress(r.Entry.Address), PortBe = Be16.FromHost(r.Entry.Port) });
+                maps.Lb4ReverseNat.Update(r.Id, ToRevNat(r.Entry));
                 break;
             case LbOp.DeleteRevNat r:
                 maps.Lb4ReverseNat.Delete(r.Id);
@@ -79,6 +79,8 @@ public static class LbMapIo
     {
         (LbOp.UpsertSlot or LbOp.UpsertService, LbOp.UpsertSlot or LbOp.UpsertService) => true,
         (LbOp.UpsertBackend, LbOp.UpsertBackend) => true,
+        (LbOp.UpsertRevNat, LbOp.UpsertRevNat) => true,
+        (LbOp.UpsertName, LbOp.UpsertName) => true,
         _ => false,
     };
 
@@ -91,40 +93,44 @@ public static class LbMapIo
     public static void ApplyBatch(LbMaps maps, IReadOnlyList<LbOp> ops, int start, int end)
     {
         const int chunk = 4096;
-        if (ops[start] is LbOp.UpsertBackend)
+        switch (ops[start])
         {
-            var keys = new uint[Math.Min(chunk, end - start)];
-            var values = new Lb4Backend[keys.Length];
-            for (int i = start; i < end; i += chunk)
-            {
-                int n = Math.Min(chunk, end - i);
-                for (int k = 0; k < n; k++)
-                {
-                    var op = (LbOp.UpsertBackend)ops[i + k];
-                    keys[k] = op.Id;
-                    values[k] = ToBackend(op.Entry);
-                }
-                maps.Lb4Backends.UpdateBatch(keys.AsSpan(0, n), values.AsSpan(0, n));
-            }
-            return;
+            case LbOp.UpsertBackend:
+                ApplyBatch(maps.Lb4Backends, ops, start, end, chunk, static (LbOp.UpsertBackend b) => (b.Id, ToBackend(b.Entry)));
+                return;
+            case LbOp.UpsertRevNat:
+                ApplyBatch(maps.Lb4ReverseNat, ops, start, end, chunk, static (LbOp.UpsertRevNat r) => (r.Id, ToRevNat(r.Entry)));
+                return;
+            case LbOp.UpsertName:
+                // 128-byte values: chunks that keep the buffer off the large-object heap.
+                ApplyBatch(maps.Names, ops, start, end, 512, static (LbOp.UpsertName n) => (n.Id, LbName.From(n.Name)));
+                return;
         }
-        var skeys = new Lb4Key[Math.Min(chunk, end - start)];
-        var svalues = new Lb4Service[skeys.Length];
+        ApplyBatch(maps.Lb4Services, ops, start, end, chunk, static (LbOp op) => op switch
+        {
+            LbOp.UpsertSlot s => (ToKey(s.Key, s.Slot), new Lb4Service { BackendId = s.BackendId }),
+            LbOp.UpsertService s => (ToKey(s.Key, 0), ToService(s.Entry)),
+            var other => throw new ArgumentException($"{other} cannot be batched"),
+        });
+    }
+
+    private static void ApplyBatch<TOp, TKey, TValue>(BpfMap<TKey, TValue> map, IReadOnlyList<LbOp> ops, int start, int end, int chunk, Func<TOp, (TKey, TValue)> entry)
+        where TOp : LbOp
+        where TKey : unmanaged
+        where TValue : unmanaged
+    {
+        var keys = new TKey[Math.Min(chunk, end - start)];
+        var values = new TValue[keys.Length];
         for (int i = start; i < end; i += chunk)
         {
             int n = Math.Min(chunk, end - i);
             for (int k = 0; k < n; k++)
-            {
-                (skeys[k], svalues[k]) = ops[i + k] switch
-                {
-                    LbOp.UpsertSlot s => (ToKey(s.Key, s.Slot), new Lb4Service { BackendId = s.BackendId }),
-                    LbOp.UpsertService s => (ToKey(s.Key, 0), ToService(s.Entry)),
-                    var other => throw new ArgumentException($"{other} cannot be batched"),
-                };
-            }
-            maps.Lb4Services.UpdateBatch(skeys.AsSpan(0, n), svalues.AsSpan(0, n));
+                (keys[k], values[k]) = entry((TOp)ops[i + k]);
+            map.UpdateBatch(keys.AsSpan(0, n), values.AsSpan(0, n));
         }
     }
+
+    private static Lb4ReverseNat ToRevNat(RevNatEntry e) => new() { AddressBe = Be32Address.FromAddress(e.Address), PortBe = Be16.FromHost(e.Port) };
 
     private static Lb4Service ToService(ServiceEntry e) => new()
     {

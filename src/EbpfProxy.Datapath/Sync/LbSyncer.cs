@@ -72,39 +72,52 @@ public sealed partial class LbSyncer
         var plan = LbPlanner.Plan(_state, desired, _limits, changed);
         var planTime = sw.Elapsed - planStart;
         var removals = SlotRemovals(_state, plan.Ops);
+        if (plan.Ops.Count >= MinBatch)
+            _state.Reserve(plan.Ops);
         int writes = 0, deletes = 0;
+        var ops = plan.Ops;
+        // A bulk load (start-up, re-list) writes the maps on another thread, in plan order, while
+        // this one updates the model: the two take about as long. Small plans stay on this thread.
         try
         {
             // Source ranges a frontend needs exist before its flag is published, and go after.
             writes += _sourceRanges.AddMissing(desired, changed);
-            var ops = plan.Ops;
-            for (int i = 0; i < ops.Count;)
+        }
+        catch
+        {
+            _state = null;
+            _sourceRanges.Invalidate();
+            throw;
+        }
+        Task? kernel = ops.Count >= MinOverlapped ? Task.Run(() => Write(_maps, ops)) : null;
+        try
+        {
+            if (kernel is null)
+                Write(_maps, ops);
+            foreach (var op in ops)
             {
-                int end = i + 1;
-                while (end < ops.Count && LbMapIo.Batchable(ops[end], ops[i]))
-                    end++;
-                if (end - i >= MinBatch)
-                    LbMapIo.ApplyBatch(_maps, ops, i, end);
+                _state.Apply(op);
+                if (op.IsDelete)
+                    deletes++;
                 else
-                    for (int k = i; k < end; k++)
-                        LbMapIo.Apply(_maps, ops[k]);
-                for (int k = i; k < end; k++)
-                {
-                    _state.Apply(ops[k]);
-                    if (ops[k].IsDelete)
-                        deletes++;
-                    else
-                        writes++;
-                }
-                i = end;
+                    writes++;
             }
+            kernel?.GetAwaiter().GetResult();
             deletes += _sourceRanges.RemoveStale();
         }
         catch
         {
-            // Unknown how far the kernel got: the next pass starts from what the maps really hold.
+            // Unknown how far the kernel got: the next pass starts from what the maps really hold
+            // (once the writer has stopped).
             _state = null;
             _sourceRanges.Invalidate();
+            try
+            {
+                kernel?.Wait();
+            }
+            catch (AggregateException)
+            {
+            }
             throw;
         }
         var writeTime = sw.Elapsed - planStart - planTime;
@@ -113,8 +126,8 @@ public sealed partial class LbSyncer
         if (reread)
         {
             // Full pass: validate all of conntrack (removals may have happened while no daemon ran).
-            var (valid, replies) = ValidPairs(_state);
-            purged = Purger.PurgeAllExcept(valid, replies);
+            var state = _state;
+            purged = Purger.PurgeAllExcept(() => ValidPairs(state));
         }
         else
         {
@@ -126,6 +139,26 @@ public sealed partial class LbSyncer
         foreach (var e in plan.Errors)
             LogPlanError(_logger, e.ToString());
         return new LbSyncResult(writes, deletes, purged, plan.Errors, sw.Elapsed) { PlanTime = planTime, WriteTime = writeTime };
+    }
+
+    /// <summary>Plans with at least this many ops write the maps while the model is updated.</summary>
+    private const int MinOverlapped = 4096;
+
+    /// <summary>Performs the ops in order: runs of upserts into one map as batches, the rest one by one.</summary>
+    private static void Write(LbMaps maps, IReadOnlyList<LbOp> ops)
+    {
+        for (int i = 0; i < ops.Count;)
+        {
+            int end = i + 1;
+            while (end < ops.Count && LbMapIo.Batchable(ops[end], ops[i]))
+                end++;
+            if (end - i >= MinBatch)
+                LbMapIo.ApplyBatch(maps, ops, i, end);
+            else
+                for (int k = i; k < end; k++)
+                    LbMapIo.Apply(maps, ops[k]);
+            i = end;
+        }
     }
 
     /// <summary>The (rev-NAT id, backend) pairs the maps hold after a pass, for a full conntrack validation.</summary>

@@ -28,7 +28,7 @@ public sealed class KubernetesApiSourceOptions
     public bool LocalPodsOnly { get; set; }
 
     /// <inheritdoc cref="ResourceInformerOptions.PageSize"/>
-    public int PageSize { get; set; } = 500;
+    public int PageSize { get; set; } = 2000;
 
     /// <inheritdoc cref="ResourceInformerOptions.SilentWatchTimeout"/>
     public TimeSpan SilentWatchTimeout { get; set; } = TimeSpan.FromMinutes(5);

@@ -13,8 +13,10 @@ public static class KubernetesApiSourceServiceCollectionExtensions
     /// its informers) and as a hosted service. Validates <paramref name="options"/> now (throws
     /// <see cref="ArgumentException"/> with an operator-facing message). Needs a
     /// <see cref="ClusterStore"/> singleton; registers <see cref="ProxyMetrics"/> and the system
-    /// <see cref="TimeProvider"/> when absent. The client is built, and the kubeconfig read, when
-    /// the source is first resolved.
+    /// <see cref="TimeProvider"/> when absent. The client is built, and the kubeconfig read, on
+    /// another thread from this call on (KubernetesClient's YAML loader first reflects over every
+    /// model type: ~0.2 s, which would otherwise delay the first list by as much); resolving the
+    /// source waits for it and throws what building it threw.
     /// </summary>
     public static IServiceCollection AddKubernetesApiSource(this IServiceCollection services, KubernetesApiSourceOptions options)
     {
@@ -25,8 +27,11 @@ public static class KubernetesApiSourceServiceCollectionExtensions
 
         services.TryAddSingleton(TimeProvider.System);
         services.TryAddSingleton(_ => new ProxyMetrics());
+        var prebuilt = Task.Run(() => KubernetesApiSource.CreateClient(options));
+        int taken = 0;
         services.AddSingleton(provider => new KubernetesApiSource(
-            KubernetesApiSource.CreateClient(options),
+            // Each source owns its client: a second service provider builds its own.
+            Interlocked.Exchange(ref taken, 1) == 0 ? prebuilt.GetAwaiter().GetResult() : KubernetesApiSource.CreateClient(options),
             provider.GetRequiredService<ClusterStore>(),
             provider.GetRequiredService<ProxyMetrics>(),
             provider.GetRequiredService<ILoggerFactory>(),

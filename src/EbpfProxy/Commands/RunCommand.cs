@@ -6,6 +6,7 @@ using EbpfProxy.Daemon;
 using EbpfProxy.Datapath;
 using EbpfProxy.Kubernetes.Api;
 using EbpfProxy.Kubernetes.Manifests;
+using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
@@ -125,7 +126,12 @@ internal static class RunCommand
 
     private static async Task<int> RunDaemonAsync(ProxyOptions options, DatapathOptions datapath, CancellationToken ct)
     {
-        var builder = Host.CreateApplicationBuilder();
+        // The generic host's defaults, but without reloading appsettings.json on change: that
+        // watches the content root (the working directory, "/" in a pod) recursively with inotify
+        // at start-up, for a file the daemon does not use.
+        var configuration = new ConfigurationManager();
+        configuration.AddInMemoryCollection([new("hostBuilder:reloadConfigOnChange", "false")]);
+        var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { Configuration = configuration });
         builder.Logging.ClearProviders();
         builder.Logging.AddSimpleConsole(o =>
         {

@@ -167,13 +167,6 @@ public sealed partial class ProxyService : BackgroundService
         _reportedErrors = errors;
         var result = syncer.Sync(translation.State, translation.ChangedFrontends, reread: trigger != SyncTrigger.Requested);
         var n = Interlocked.Increment(ref _syncCount);
-        if (n == 1)
-        {
-            // The initial list and the first full pass leave a large heap of garbage behind
-            // (deserialized lists, first-time plans); compact once and return it to the OS, so the
-            // steady-state footprint reflects what the daemon actually holds.
-            GC.Collect(GC.MaxGeneration, GCCollectionMode.Aggressive, blocking: true, compacting: true);
-        }
         var now = _time.GetUtcNow();
         _metrics.SyncDuration.Record(sw.Elapsed.TotalSeconds);
         _metrics.MapWrites.Add(result.Writes + result.Deletes);
@@ -197,6 +190,14 @@ public sealed partial class ProxyService : BackgroundService
         }
         LogSynced(_logger, n, trigger, snapshot.Version, result.Writes, result.Deletes, result.ConntrackPurged, translation.State.Frontends.Count,
             translateTime.TotalMilliseconds, result.PlanTime.TotalMilliseconds, result.WriteTime.TotalMilliseconds, GC.GetTotalMemory(false) / 1048576, sw.Elapsed.TotalMilliseconds);
+        if (n == 1)
+        {
+            // The initial list and the first full pass leave a large heap of garbage behind
+            // (deserialized lists, first-time plans); compact once and return it to the OS, so the
+            // steady-state footprint reflects what the daemon actually holds. After the maps are
+            // programmed and reported healthy, not before: the pause delays nothing that waits.
+            GC.Collect(GC.MaxGeneration, GCCollectionMode.Aggressive, blocking: true, compacting: true);
+        }
         return snapshot;
     }
 

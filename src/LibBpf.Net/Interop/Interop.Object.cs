@@ -21,7 +21,8 @@ internal static partial class Interop
             public byte* kernel_log_buf;
             public nuint kernel_log_size;
             public uint kernel_log_level;
-            // size_t :0 -> struct padded to 8
+            /// <inheritdoc cref="BpfTcHook.tail_zero"/>
+            public uint tail_zero;
         }
 
         [LibraryImport(Libraries.LibBpf, EntryPoint = "bpf_object__open_file", SetLastError = true)]

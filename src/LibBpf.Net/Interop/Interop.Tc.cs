@@ -17,6 +17,12 @@ internal static partial class Interop
             public int ifindex;
             public int attach_point; // enum bpf_tc_attach_point
             public uint parent;
+            /// <summary>
+            /// The C struct's tail padding (<c>size_t :0</c>), as a field so that it is always zero:
+            /// libbpf rejects options whose bytes past the last field are not (EINVAL, "has non-zero
+            /// extra bytes"), and optimized code does not zero padding.
+            /// </summary>
+            public uint tail_zero;
         }
 
         /// <summary><c>struct bpf_tc_opts</c> (32 bytes).</summary>
@@ -29,6 +35,8 @@ internal static partial class Interop
             public uint prog_id;
             public uint handle;
             public uint priority;
+            /// <inheritdoc cref="BpfTcHook.tail_zero"/>
+            public uint tail_zero;
         }
 
         [LibraryImport(Libraries.LibBpf, EntryPoint = "bpf_tc_hook_create")]
