@@ -28,6 +28,7 @@ public sealed class TwoNodeTests(ITestOutputHelper output) : IAsyncLifetime
     private readonly List<BpfFsMount> _bpffs = [];
     private readonly List<DaemonProcess> _daemons = [];
     private readonly Dictionary<string, (EchoServer Tcp, EchoServer Udp)> _echo = [];
+    private readonly Dictionary<string, Pod> _clients = [];
     private string _manifests = "";
 
     private const string Manifests = """
@@ -89,6 +90,18 @@ public sealed class TwoNodeTests(ITestOutputHelper output) : IAsyncLifetime
         metadata: {name: be2, namespace: default, labels: {tier: any}}
         spec: {nodeName: node2, containers: [{name: echo, image: echo, ports: [{containerPort: 8080}]}]}
         status: {phase: Running, podIP: 10.244.2.11, conditions: [{type: Ready, status: "True"}]}
+        ---
+        apiVersion: v1
+        kind: Pod
+        metadata: {name: cl2, namespace: default, labels: {role: client}}
+        spec: {nodeName: node2, containers: [{name: client, image: client}]}
+        status: {phase: Running, podIP: 10.244.2.21, conditions: [{type: Ready, status: "True"}]}
+        ---
+        apiVersion: v1
+        kind: Pod
+        metadata: {name: other2, namespace: default, labels: {role: other}}
+        spec: {nodeName: node2, containers: [{name: client, image: client}]}
+        status: {phase: Running, podIP: 10.244.2.22, conditions: [{type: Ready, status: "True"}]}
         """;
 
     public async Task InitializeAsync()
@@ -124,6 +137,9 @@ public sealed class TwoNodeTests(ITestOutputHelper output) : IAsyncLifetime
             _echo[name] = (tcp, udp);
         }
 
+        foreach (var (name, ip) in new[] { ("cl2", "10.244.2.21"), ("other2", "10.244.2.22") })
+            _clients[name] = node2.AddPod(name, IPAddress.Parse(ip));
+
         _manifests = Directory.CreateTempSubdirectory("ebpfproxy-e2e-2node-").FullName;
         File.WriteAllText(Path.Combine(_manifests, "cluster.yaml"), Manifests);
         foreach (var node in new[] { node1, node2 })
@@ -141,6 +157,8 @@ public sealed class TwoNodeTests(ITestOutputHelper output) : IAsyncLifetime
             await daemon.WaitForOutputAsync(new Regex("Sync #1 "), TimeSpan.FromSeconds(30));
             // Its pod's veth and the node's wire (found by address: no --netdev-interfaces given).
             await WaitForLogAsync(daemon, "Attached the pod programs");
+            while (daemon.Output.Count(l => l.Contains("Attached the pod programs", StringComparison.Ordinal)) < (daemon == _daemons[0] ? 1 : 3))
+                await Task.Delay(20);
             await WaitForLogAsync(daemon, "Attached the netdev programs to eth0");
         }
     }
@@ -255,5 +273,51 @@ public sealed class TwoNodeTests(ITestOutputHelper output) : IAsyncLifetime
         output.WriteLine($"{refused.Failure} after {sw.ElapsedMilliseconds} ms");
         Assert.Equal(ProbeFailure.Refused, refused.Failure);
         Assert.True(sw.Elapsed < TimeSpan.FromSeconds(1), $"refusal took {sw.Elapsed}");
+    }
+
+    [PrivilegedFact]
+    public async Task NetworkPolicyHoldsAcrossNodes()
+    {
+        // be1 (node1) admits only pods labelled role=client, wherever they run.
+        File.WriteAllText(Path.Combine(_manifests, "policy.yaml"), """
+            apiVersion: networking.k8s.io/v1
+            kind: NetworkPolicy
+            metadata: {name: be1-clients, namespace: default}
+            spec:
+              podSelector: {matchLabels: {app: web}}
+              ingress:
+              - from: [{podSelector: {matchLabels: {role: client}}}]
+            """);
+        var be1 = IPAddress.Parse("10.244.1.11");
+        var clusterIp = IPAddress.Parse("10.96.0.10");
+        async Task<bool> Reaches(Pod from, IPAddress dst, int port)
+        {
+            try
+            {
+                return (await TcpProbe.RequestAsync(from.Ns, dst, port, "hi", TimeSpan.FromSeconds(1))).StartsWith("be1 ", StringComparison.Ordinal);
+            }
+            catch (ProbeFailedException)
+            {
+                return false;
+            }
+        }
+
+        // Wait for node1's daemon to isolate be1.
+        var sw = Stopwatch.StartNew();
+        while (await Reaches(_clients["other2"], be1, TargetPort))
+        {
+            Assert.True(sw.Elapsed < TimeSpan.FromSeconds(10), "be1 was never isolated");
+        }
+        output.WriteLine($"isolated after {sw.ElapsedMilliseconds} ms");
+
+        // A client pod on the other node: by address, and through the ClusterIP (DNAT on node2,
+        // ingress judged on node1 with the client's own address).
+        Assert.True(await Reaches(_clients["cl2"], be1, TargetPort), "cl2 -> be1 by address");
+        Assert.True(await Reaches(_clients["cl2"], clusterIp, 80), "cl2 -> be1 through the ClusterIP");
+        Assert.False(await Reaches(_clients["other2"], clusterIp, 80), "other2 -> be1 through the ClusterIP");
+        // An outside client through node1's NodePort is masqueraded to node1 itself (admitted as
+        // this node); through node2 it arrives from node2's address, which no selector matches.
+        Assert.Equal("be1", await TcpAsync(Node1, 30080, "via-node1"));
+        await Assert.ThrowsAsync<ProbeFailedException>(() => TcpProbe.ConnectAsync(_ext, Node2, 30080, TimeSpan.FromSeconds(1)));
     }
 }
