@@ -339,4 +339,33 @@ public sealed class NetworkPolicyTests(ITestOutputHelper output)
         Assert.Contains("1 isolated local pods", status.Stdout, StringComparison.Ordinal);
         Assert.Contains(m.Daemon.Output, l => l.Contains("NetworkPolicy x/broken", StringComparison.Ordinal));
     }
+
+    [PrivilegedFact]
+    public async Task PoliciesHoldWhileTheDaemonIsDownAndARestartRewritesNothing()
+    {
+        await using var m = await PolicyModel.StartAsync(output);
+        m.WritePolicies(Policy("x", "allow-y", """
+            podSelector: {}
+            ingress:
+            - from: [{namespaceSelector: {matchLabels: {ns: y}}}]
+            """));
+        bool Expected(ModelPod f, ModelPod t) => t.Namespace != "x" || f.Namespace == "y";
+        await m.ExpectAsync(Expected, Probe.Tcp80);
+        using var held = await TcpProbe.ConnectAsync(m["y/a"].Ns, m["x/b"].Ip, 80, TimeSpan.FromSeconds(2));
+        Assert.Equal("x/b one", await held.RequestAsync("one", TimeSpan.FromSeconds(2)));
+
+        // Stopped: programs and maps stay, so the policy is still enforced and the connection lives.
+        await m.StopDaemonAsync();
+        await m.ExpectAsync(Expected, Probe.Tcp80, within: TimeSpan.FromSeconds(2));
+        Assert.Equal("x/b two", await held.RequestAsync("two", TimeSpan.FromSeconds(2)));
+
+        // Restarted against the same cluster: it re-adopts identities and ids and writes nothing.
+        await m.StartDaemonAsync();
+        var policySync = m.Daemon.Output.First(l => l.Contains("Policy sync:", StringComparison.Ordinal));
+        output.WriteLine(policySync);
+        Assert.Contains("Policy sync: 0 writes, 0 deletes", policySync, StringComparison.Ordinal);
+        Assert.Contains(m.Daemon.Output, l => l.Contains("Sync #1 ", StringComparison.Ordinal) && l.Contains(": 0 writes, 0 deletes", StringComparison.Ordinal));
+        await m.ExpectAsync(Expected, Probe.Udp81, within: TimeSpan.FromSeconds(2));
+        Assert.Equal("x/b three", await held.RequestAsync("three", TimeSpan.FromSeconds(2)));
+    }
 }

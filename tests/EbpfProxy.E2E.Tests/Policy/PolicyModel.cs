@@ -75,18 +75,7 @@ public sealed class PolicyModel : IAsyncDisposable
             m.Build();
             m.WriteCluster();
             m.WritePolicies();
-            m.Daemon = DaemonProcess.Start(m._node.Ns, Binaries.EbpfProxy,
-                ["run", "--manifests", m.ManifestDir, "--bpffs", m._bpffs.Path, "--node-name", "node", "--min-sync-interval", "0",
-                 "--bpf-dir", Binaries.BpfDir, "--conntrack-max", "65536", "--cluster-cidr", "10.244.0.0/16",
-                 "--healthz-bind-address", "127.0.0.1:10256", "--host-services", "false"]);
-            await m.Daemon.WaitForOutputAsync(new Regex("Sync #1 "), TimeSpan.FromSeconds(30));
-            var sw = Stopwatch.StartNew();
-            while (m.Daemon.Output.Count(l => l.Contains("Attached the pod programs", StringComparison.Ordinal)) < m.Pods.Count)
-            {
-                if (sw.Elapsed > TimeSpan.FromSeconds(10))
-                    throw new TimeoutException($"the daemon attached to fewer than {m.Pods.Count} pods\n{m.Daemon.FormatOutput()}");
-                await Task.Delay(20);
-            }
+            await m.StartDaemonAsync();
             return m;
         }
         catch
@@ -95,6 +84,38 @@ public sealed class PolicyModel : IAsyncDisposable
             throw;
         }
     }
+
+    /// <summary>Starts the daemon and waits until its first sync is done and every pod has its programs.</summary>
+    public async Task StartDaemonAsync()
+    {
+        if (Daemon is not null && !_stopped)
+            _outputs.Add(Daemon.FormatOutput("ebpf-proxy output (earlier run)"));
+        _stopped = false;
+        Daemon = DaemonProcess.Start(_node.Ns, Binaries.EbpfProxy,
+            ["run", "--manifests", ManifestDir, "--bpffs", _bpffs.Path, "--node-name", "node", "--min-sync-interval", "0",
+             "--bpf-dir", Binaries.BpfDir, "--conntrack-max", "65536", "--cluster-cidr", "10.244.0.0/16",
+             "--healthz-bind-address", "127.0.0.1:10256", "--host-services", "false"]);
+        await Daemon.WaitForOutputAsync(new Regex("Sync #1 "), TimeSpan.FromSeconds(30));
+        var sw = Stopwatch.StartNew();
+        while (Daemon.Output.Count(l => l.Contains("Attached the pod programs", StringComparison.Ordinal)) < Pods.Count)
+        {
+            if (sw.Elapsed > TimeSpan.FromSeconds(10))
+                throw new TimeoutException($"the daemon attached to fewer than {Pods.Count} pods\n{Daemon.FormatOutput()}");
+            await Task.Delay(20);
+        }
+    }
+
+    /// <summary>Stops the daemon (SIGTERM): its programs stay attached and its maps pinned.</summary>
+    public async Task StopDaemonAsync()
+    {
+        _outputs.Add(Daemon.FormatOutput("ebpf-proxy output (stopped)"));
+        await Daemon.DisposeAsync();
+        _stopped = true;
+    }
+
+    private bool _stopped;
+
+    private readonly List<string> _outputs = [];
 
     private void Build()
     {
@@ -295,7 +316,9 @@ public sealed class PolicyModel : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
-        if (Daemon is not null)
+        foreach (var earlier in _outputs.Where(o => o.Length > 0))
+            _output.WriteLine(earlier);
+        if (Daemon is not null && !_stopped)
         {
             _output.WriteLine(Daemon.FormatOutput("ebpf-proxy output"));
             await Daemon.DisposeAsync();
