@@ -19,9 +19,9 @@
  * The entry also records the real peer (address and port after the service
  * path's translation: the backend a client's packets went to, or the sender
  * of what a server received) in backend_id / rev_nat_id, which policy entries
- * do not otherwise use. A packet whose real peer differs from the entry's is
- * judged again: a service flow that moved to another backend (its backend went
- * away) is a new flow as far as policy goes.
+ * do not otherwise use. A packet going the way the connection was opened whose
+ * real peer differs from the entry's is judged again: a service flow that moved
+ * to another backend (its backend went away) is a new flow as far as policy goes.
  *
  * The service entries (CT_DIR_SERVICE / CT_DIR_REPLY) are written by
  * lb4_from_client before policy has judged the flow, so they do not say that
@@ -97,15 +97,17 @@ static __always_inline __u32 policy4_enforce(struct __sk_buff *skb, const struct
 
 	if (reason >= REASON_DROP_MIN)
 		return reason;
-	/* The service path rewrote the packet: read the flow as translated. */
-	if (reason != REASON_PASS_NOT_SERVICE && parse_ipv4(skb, &post) != PARSE_OK)
-		return REASON_DROP_INVALID;
-
-	local = from_pod ? p->saddr : post.daddr;
+	/* The local pod's address is never rewritten on its own hook (from_pod
+	 * translates the destination, to_pod the source): a pod without isolation
+	 * costs this one lookup and nothing else. */
+	local = from_pod ? p->saddr : p->daddr;
 	ep = bpf_map_lookup_elem(&pol_endpoints, &local);
 	if (!ep || !(ep->flags & (POL_EP_F_INGRESS_ISOLATED | POL_EP_F_EGRESS_ISOLATED)))
 		return reason;
 	tr->policy_endpoint = ep->endpoint_id;
+	/* The service path rewrote the packet: read the flow as translated. */
+	if (reason != REASON_PASS_NOT_SERVICE && parse_ipv4(skb, &post) != PARSE_OK)
+		return REASON_DROP_INVALID;
 
 	/* The real peer: where the pod's packet goes after translation, or who sent
 	 * what it receives, before the reverse translation. */
@@ -117,13 +119,14 @@ static __always_inline __u32 policy4_enforce(struct __sk_buff *skb, const struct
 		ct4_key_make(&key, post.daddr, post.saddr, post.dport, post.sport, post.proto, CT_DIR_POLICY);
 	now = bpf_ktime_get_ns();
 	ct = bpf_map_lookup_elem(&ct4, &key);
-	/* At to_pod, a reply the service path already restored before it got here
-	 * (a masqueraded connection's reply, undone at the backend's from_pod)
-	 * comes from the frontend the pod addressed, which the key holds: it is a
-	 * reply of the pod's own connection whatever backend answered. */
+	/* The real peer is compared only for packets going the way the connection
+	 * was opened (a client's packets after a backend change are judged again).
+	 * A reply needs only the key: its sender may be shown differently on the
+	 * way back (a masqueraded reply is restored before the client's to_pod,
+	 * a server replies to the node address it was reached from). */
 	if (ct && ct_entry_live(ct, p, now) &&
-	    ((ct->backend_id == peer && ct->rev_nat_id == peer_port) ||
-	     (!from_pod && !(ct->flags & CT_F_POLICY_INBOUND) && reason == REASON_PASS_NOT_SERVICE))) {
+	    (from_pod == !!(ct->flags & CT_F_POLICY_INBOUND) ||
+	     (ct->backend_id == peer && ct->rev_nat_id == peer_port))) {
 		tr->policy_verdict = POL_VERDICT_TRACKED;
 		if (!trace)
 			ct_entry_touch(ct, p, now);
