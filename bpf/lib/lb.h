@@ -98,6 +98,17 @@ static __always_inline void lb4_affinity_record(const struct pkt4 *p, const stru
 	bpf_map_update_elem(&lb4_affinity, &key, &pin, BPF_ANY);
 }
 
+/* Whether an address is a ClusterIP (its wildcard entry: port 0, protocol 0). */
+static __always_inline bool lb4_is_cluster_ip(__be32 address)
+{
+	struct lb4_key wildcard = {
+		.address_be = address,
+		.scope = LB_SCOPE_EXTERNAL,
+	};
+
+	return bpf_map_lookup_elem(&lb4_services, &wildcard) != NULL;
+}
+
 /*
  * No frontend matched. Inside the service CIDR (when configured) an address
  * that is a ClusterIP but not on this port/protocol is rejected and any other
@@ -110,14 +121,10 @@ static __always_inline __u32 lb4_no_frontend(const struct pkt4 *p, struct trace_
 	__u32 zero = 0;
 	struct lb_config *cfg = bpf_map_lookup_elem(&lb_config, &zero);
 	bool cidr = cfg && cfg->service_mask_be;
-	struct lb4_key wildcard = {
-		.address_be = p->daddr,
-		.scope = LB_SCOPE_EXTERNAL,
-	};
 
 	if (cidr && (p->daddr & cfg->service_mask_be) != cfg->service_cidr_be)
 		return REASON_PASS_NOT_SERVICE;
-	if (bpf_map_lookup_elem(&lb4_services, &wildcard)) {
+	if (lb4_is_cluster_ip(p->daddr)) {
 		tr->flags |= TRACE_F_WILDCARD;
 		return REASON_REJECT_NO_PORT;
 	}
@@ -266,6 +273,35 @@ static __always_inline __u32 lb4_snat(struct __sk_buff *skb, const struct pkt4 *
 }
 
 /*
+ * The reply entry of a translated connection (backend:port -> client:port),
+ * when live, with the frontend its source is restored to; refreshes it and
+ * the client's entry (client -> frontend). NULL when the packet is no reply.
+ */
+static __always_inline struct lb4_reverse_nat *lb4_reply_lookup(const struct pkt4 *p, __be32 client, __be16 client_port,
+								 struct trace_record *tr, bool trace, __u64 now)
+{
+	struct ct4_key key;
+	struct ct_entry *ct;
+	struct lb4_reverse_nat *rn;
+
+	ct4_key_make(&key, p->saddr, client, p->sport, client_port, p->proto, CT_DIR_REPLY);
+	ct = bpf_map_lookup_elem(&ct4, &key);
+	if (!ct || now - ct->last_seen_ns > ct_lifetime(ct, p->proto))
+		return NULL;
+	rn = bpf_map_lookup_elem(&lb4_reverse_nat, &ct->rev_nat_id);
+	if (!rn)
+		return NULL;
+	tr->flags |= TRACE_F_CT_HIT;
+	tr->rev_nat_id = ct->rev_nat_id;
+	if (!trace && ct_entry_touch(ct, p, now)) {
+		/* The client's entry: client -> frontend. */
+		ct4_key_make(&key, client, rn->address_be, client_port, rn->port_be, p->proto, CT_DIR_SERVICE);
+		ct_touch_twin(&key, now);
+	}
+	return rn;
+}
+
+/*
  * Reply of a masqueraded connection (backend -> node:nat_port): restore both
  * ends, client as destination and the frontend as source. Returns 0 when the
  * packet is not such a reply.
@@ -275,9 +311,7 @@ static __always_inline __u32 lb4_snat_reply(struct __sk_buff *skb, const struct 
 {
 	struct ct4_key key;
 	struct snat4_entry *snat;
-	struct ct_entry *ct;
 	struct lb4_reverse_nat *rn;
-	__u64 now = bpf_ktime_get_ns();
 	__be32 client;
 	__be16 client_port;
 	int ret;
@@ -288,21 +322,10 @@ static __always_inline __u32 lb4_snat_reply(struct __sk_buff *skb, const struct 
 		return 0;
 	client = snat->addr_be;
 	client_port = snat->port_be;
-	ct4_key_make(&key, p->saddr, client, p->sport, client_port, p->proto, CT_DIR_REPLY);
-	ct = bpf_map_lookup_elem(&ct4, &key);
-	if (!ct || now - ct->last_seen_ns > ct_lifetime(ct, p->proto))
-		return 0;
-	rn = bpf_map_lookup_elem(&lb4_reverse_nat, &ct->rev_nat_id);
+	rn = lb4_reply_lookup(p, client, client_port, tr, trace, bpf_ktime_get_ns());
 	if (!rn)
 		return 0;
-	tr->flags |= TRACE_F_CT_HIT | TRACE_F_SNAT_REPLY;
-	tr->rev_nat_id = ct->rev_nat_id;
-	if (!trace && ct_entry_touch(ct, p, now)) {
-		struct ct4_key service_key;
-
-		ct4_key_make(&service_key, client, rn->address_be, client_port, rn->port_be, p->proto, CT_DIR_SERVICE);
-		ct_touch_twin(&service_key, now);
-	}
+	tr->flags |= TRACE_F_SNAT_REPLY;
 	ret = nat4_rewrite(skb, p, true, client, client_port);
 	if (ret >= 0)
 		ret = nat4_rewrite(skb, p, false, rn->address_be, rn->port_be);
@@ -456,27 +479,10 @@ translate:
 static __always_inline __u32 lb4_to_client(struct __sk_buff *skb, const struct pkt4 *p, struct trace_record *tr,
 					   bool trace)
 {
-	struct ct4_key ct_key;
-	struct ct_entry *ct;
-	struct lb4_reverse_nat *rn;
-	__u64 now = bpf_ktime_get_ns();
+	struct lb4_reverse_nat *rn = lb4_reply_lookup(p, p->daddr, p->dport, tr, trace, bpf_ktime_get_ns());
 
-	ct4_key_of(&ct_key, p, CT_DIR_REPLY);
-	ct = bpf_map_lookup_elem(&ct4, &ct_key);
-	if (!ct || now - ct->last_seen_ns > ct_lifetime(ct, p->proto))
-		return REASON_PASS_NOT_SERVICE;
-	rn = bpf_map_lookup_elem(&lb4_reverse_nat, &ct->rev_nat_id);
 	if (!rn)
 		return REASON_PASS_NOT_SERVICE;
-	tr->flags |= TRACE_F_CT_HIT;
-	tr->rev_nat_id = ct->rev_nat_id;
-	if (!trace && ct_entry_touch(ct, p, now)) {
-		struct ct4_key service_key;
-
-		/* The client's entry: client -> frontend. */
-		ct4_key_make(&service_key, p->daddr, rn->address_be, p->dport, rn->port_be, p->proto, CT_DIR_SERVICE);
-		ct_touch_twin(&service_key, now);
-	}
 	if (nat4_rewrite(skb, p, false, rn->address_be, rn->port_be) < 0)
 		return REASON_DROP_NAT;
 	return REASON_FWD_REVNAT;

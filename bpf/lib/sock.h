@@ -52,13 +52,8 @@ static __always_inline int sock4_translate(struct bpf_sock_addr *ctx)
 	p.proto = ctx->protocol;
 	svc = lb4_lookup_service(&p, LB_SCOPE_EXTERNAL);
 	if (!svc) {
-		struct lb4_key wildcard = {
-			.address_be = p.daddr,
-			.scope = LB_SCOPE_EXTERNAL,
-		};
-
 		/* A known ClusterIP on a port it does not define: refused, as the tc path rejects. */
-		if (bpf_map_lookup_elem(&lb4_services, &wildcard)) {
+		if (lb4_is_cluster_ip(p.daddr)) {
 			bpf_set_retval(-ECONNREFUSED);
 			return 0;
 		}
