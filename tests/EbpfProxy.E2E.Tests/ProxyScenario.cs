@@ -263,16 +263,8 @@ public sealed class ProxyScenario : IAsyncDisposable
         }
     }
 
-    public async Task WaitForAttachmentsAsync(int count)
-    {
-        var sw = Stopwatch.StartNew();
-        while (Daemon.Output.Count(l => l.Contains("Attached the pod programs", StringComparison.Ordinal)) < count)
-        {
-            if (sw.Elapsed > TimeSpan.FromSeconds(10))
-                throw new TimeoutException($"daemon attached to fewer than {count} interfaces\n{Daemon.FormatOutput()}");
-            await Task.Delay(20);
-        }
-    }
+    public Task WaitForAttachmentsAsync(int count) =>
+        Daemon.WaitForLinesAsync("Attached the pod programs", count, TimeSpan.FromSeconds(10));
 
     /// <summary>Opens <paramref name="n"/> fresh TCP connections to the VIP and returns who answered each.</summary>
     public async Task<List<string>> TcpRoundAsync(int n)

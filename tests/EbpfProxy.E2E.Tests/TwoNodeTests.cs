@@ -156,21 +156,8 @@ public sealed class TwoNodeTests(ITestOutputHelper output) : IAsyncLifetime
         {
             await daemon.WaitForOutputAsync(new Regex("Sync #1 "), TimeSpan.FromSeconds(30));
             // Its pod's veth and the node's wire (found by address: no --netdev-interfaces given).
-            await WaitForLogAsync(daemon, "Attached the pod programs");
-            while (daemon.Output.Count(l => l.Contains("Attached the pod programs", StringComparison.Ordinal)) < (daemon == _daemons[0] ? 1 : 3))
-                await Task.Delay(20);
-            await WaitForLogAsync(daemon, "Attached the netdev programs to eth0");
-        }
-    }
-
-    private static async Task WaitForLogAsync(DaemonProcess daemon, string text)
-    {
-        var sw = Stopwatch.StartNew();
-        while (!daemon.Output.Any(l => l.Contains(text, StringComparison.Ordinal)))
-        {
-            if (sw.Elapsed > TimeSpan.FromSeconds(10))
-                throw new TimeoutException($"no '{text}' in the daemon's log\n{daemon.FormatOutput()}");
-            await Task.Delay(20);
+            await daemon.WaitForLinesAsync("Attached the pod programs", daemon == _daemons[0] ? 1 : 3, TimeSpan.FromSeconds(10));
+            await daemon.WaitForLinesAsync("Attached the netdev programs to eth0", 1, TimeSpan.FromSeconds(10));
         }
     }
 

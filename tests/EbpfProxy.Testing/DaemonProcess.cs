@@ -114,6 +114,20 @@ public sealed class DaemonProcess : IAsyncDisposable
         return daemon;
     }
 
+    /// <summary>Waits until at least <paramref name="count"/> captured lines contain <paramref name="text"/>.</summary>
+    /// <exception cref="TimeoutException">Fewer in time; the message contains the captured output.</exception>
+    public async Task WaitForLinesAsync(string text, int count, TimeSpan timeout, CancellationToken cancellationToken = default)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(text);
+        var sw = Stopwatch.StartNew();
+        while (Output.Count(l => l.Contains(text, StringComparison.Ordinal)) < count)
+        {
+            if (sw.Elapsed > timeout)
+                throw new TimeoutException($"fewer than {count} lines with '{text}' within {timeout}\n{FormatOutput()}");
+            await Task.Delay(20, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
     /// <summary>
     /// Waits until a captured line matches <paramref name="pattern"/> (lines already captured count) and
     /// returns the match.

@@ -106,16 +106,8 @@ internal static class Demo
         }
     }
 
-    private static async Task WaitForAttachments(DaemonProcess daemon, int count, CancellationToken ct)
-    {
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(10);
-        while (daemon.Output.Count(l => l.Contains("Attached the pod programs", StringComparison.Ordinal)) < count)
-        {
-            if (DateTime.UtcNow > deadline)
-                throw new TimeoutException($"the daemon attached to fewer than {count} pod interfaces");
-            await Task.Delay(50, ct);
-        }
-    }
+    private static Task WaitForAttachments(DaemonProcess daemon, int count, CancellationToken ct) =>
+        daemon.WaitForLinesAsync("Attached the pod programs", count, TimeSpan.FromSeconds(10), ct);
 
     private static void Step(string text) => Console.WriteLine($"\n== {text}");
 }

@@ -8,17 +8,20 @@ namespace EbpfProxy.Datapath.Attach;
 /// <summary>A network interface of the node.</summary>
 public readonly record struct NetInterface(string Name, int IfIndex);
 
+/// <summary>What one reconcile pass knows about the interfaces, read once and only if needed.</summary>
+public sealed record InterfaceScan(Lazy<HashSet<string>> GlobalIPv4);
+
 /// <summary>
 /// Which programs an interface gets: pods' host-side veths get from_pod/to_pod, the node's network
 /// devices from_netdev/to_netdev. <see cref="Matches"/> decides membership.
 /// </summary>
-public sealed record AttachRole(string Name, Func<NetInterface, bool> Matches, BpfProgram Ingress, BpfProgram Egress)
+public sealed record AttachRole(string Name, Func<NetInterface, InterfaceScan, bool> Matches, BpfProgram Ingress, BpfProgram Egress)
 {
     /// <summary>Pods: interfaces whose name matches one of the globs.</summary>
     public static AttachRole Pods(LoadedDatapath datapath, IEnumerable<string> globs)
     {
         var list = globs.ToList();
-        return new("pod", i => InterfaceAttacher.MatchesAny(list, i.Name), datapath.FromPod, datapath.ToPod);
+        return new("pod", (i, _) => InterfaceAttacher.MatchesAny(list, i.Name), datapath.FromPod, datapath.ToPod);
     }
 
     /// <summary>
@@ -30,9 +33,9 @@ public sealed record AttachRole(string Name, Func<NetInterface, bool> Matches, B
     {
         var list = globs.ToList();
         var pods = podGlobs.ToList();
-        Func<NetInterface, bool> matches = list.Count > 0
-            ? i => InterfaceAttacher.MatchesAny(list, i.Name)
-            : i => i.Name != "lo" && !InterfaceAttacher.MatchesAny(pods, i.Name) && InterfaceAttacher.HasGlobalIPv4(i.Name);
+        Func<NetInterface, InterfaceScan, bool> matches = list.Count > 0
+            ? (i, _) => InterfaceAttacher.MatchesAny(list, i.Name)
+            : (i, scan) => i.Name != "lo" && !InterfaceAttacher.MatchesAny(pods, i.Name) && scan.GlobalIPv4.Value.Contains(i.Name);
         return new("netdev", matches, datapath.FromNetdev, datapath.ToNetdev);
     }
 }
@@ -67,19 +70,21 @@ public sealed partial class InterfaceAttacher
     internal static bool MatchesAny(IReadOnlyList<string> globs, string name) =>
         globs.Any(g => FileSystemName.MatchesSimpleExpression(g, name, ignoreCase: false));
 
-    internal static bool HasGlobalIPv4(string name)
+    /// <summary>Names of the interfaces holding a global (not loopback, not link-local) IPv4 address.</summary>
+    internal static HashSet<string> InterfacesWithGlobalIPv4()
     {
         try
         {
-            var itf = System.Net.NetworkInformation.NetworkInterface.GetAllNetworkInterfaces().FirstOrDefault(n => n.Name == name);
-            return itf is not null && itf.GetIPProperties().UnicastAddresses.Any(u =>
-                u.Address.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork
-                && !System.Net.IPAddress.IsLoopback(u.Address)
-                && !(u.Address.GetAddressBytes() is [169, 254, ..]));
+            return [.. System.Net.NetworkInformation.NetworkInterface.GetAllNetworkInterfaces()
+                .Where(n => n.GetIPProperties().UnicastAddresses.Any(u =>
+                    u.Address.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork
+                    && !System.Net.IPAddress.IsLoopback(u.Address)
+                    && !(u.Address.GetAddressBytes() is [169, 254, ..])))
+                .Select(n => n.Name)];
         }
         catch (System.Net.NetworkInformation.NetworkInformationException)
         {
-            return false;
+            return [];
         }
     }
 
@@ -119,6 +124,8 @@ public sealed partial class InterfaceAttacher
     {
         int made = 0;
         var present = new List<NetInterface>();
+        // Addresses are read at most once per pass, and only when an unknown interface needs them.
+        var scan = new InterfaceScan(new Lazy<HashSet<string>>(InterfacesWithGlobalIPv4));
         foreach (var itf in ListInterfaces())
         {
             if (!verifyAll && _attached.TryGetValue(itf.IfIndex, out var known) && known == itf.Name)
@@ -127,7 +134,7 @@ public sealed partial class InterfaceAttacher
                 continue;
             }
             int r = 0;
-            while (r < _roles.Count && !_roles[r].Role.Matches(itf))
+            while (r < _roles.Count && !_roles[r].Role.Matches(itf, scan))
                 r++;
             if (r == _roles.Count)
                 continue;

@@ -78,20 +78,12 @@ public sealed partial class LbSyncer
         var ops = plan.Ops;
         // A bulk load (start-up, re-list) writes the maps on another thread, in plan order, while
         // this one updates the model: the two take about as long. Small plans stay on this thread.
+        Task? kernel = null;
         try
         {
             // Source ranges a frontend needs exist before its flag is published, and go after.
             writes += _sourceRanges.AddMissing(desired, changed);
-        }
-        catch
-        {
-            _state = null;
-            _sourceRanges.Invalidate();
-            throw;
-        }
-        Task? kernel = ops.Count >= MinOverlapped ? Task.Run(() => Write(_maps, ops)) : null;
-        try
-        {
+            kernel = ops.Count >= MinOverlapped ? Task.Run(() => Write(_maps, ops)) : null;
             if (kernel is null)
                 Write(_maps, ops);
             foreach (var op in ops)

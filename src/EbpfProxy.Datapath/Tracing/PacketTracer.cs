@@ -168,12 +168,10 @@ public static class PacketTracer
 
     private static bool InClusterCidr(LbMaps maps, IPAddress source)
     {
-        if (!maps.NatConfig.TryLookup(0u, out var nat) || nat.ClusterMaskBe.ToAddress().Equals(IPAddress.Any))
+        if (!maps.NatConfig.TryLookup(0u, out var nat))
             return false;
-        var s = BinaryPrimitives.ReadUInt32BigEndian(source.GetAddressBytes());
-        var m = BinaryPrimitives.ReadUInt32BigEndian(nat.ClusterMaskBe.ToAddress().GetAddressBytes());
-        var c = BinaryPrimitives.ReadUInt32BigEndian(nat.ClusterCidrBe.ToAddress().GetAddressBytes());
-        return (s & m) == c;
+        int prefix = System.Numerics.BitOperations.PopCount(BinaryPrimitives.ReadUInt32BigEndian(nat.ClusterMaskBe.ToAddress().GetAddressBytes()));
+        return prefix > 0 && new IPNetwork(nat.ClusterCidrBe.ToAddress(), prefix).Contains(source);
     }
 
     /// <summary>The backends the frontend's slots name: active ones, then the fallback tail.</summary>

@@ -88,7 +88,7 @@ public sealed partial class ProxyService : BackgroundService
                         translator = new ServiceTranslator(node);
                         _store.MarkAllServicesDirty();
                     }
-                    var snat = MasqueradeAddress(node);
+                    var snat = MasqueradeAddress(node, masqueradeAddress);
                     if (!Equals(snat, masqueradeAddress))
                     {
                         DatapathLoader.WriteNatConfig(datapath.Maps, _datapathOptions, snat);
@@ -293,13 +293,14 @@ public sealed partial class ProxyService : BackgroundService
     /// address (its Node object's first InternalIP, or the first NodePort address), else the first
     /// global address of this namespace's interfaces. Null: masquerade stays off.
     /// </summary>
-    private System.Net.IPAddress? MasqueradeAddress(NodeContext node)
+    private System.Net.IPAddress? MasqueradeAddress(NodeContext node, System.Net.IPAddress? current)
     {
         if (_datapathOptions.MasqueradeAddress is { } configured)
             return configured;
         if (!node.Addresses.IsDefaultOrEmpty && node.Addresses.FirstOrDefault(a => a.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork) is { } primary)
             return primary;
-        return LocalAddresses().FirstOrDefault(a => !(a.GetAddressBytes() is [169, 254, ..]));
+        // The interfaces are read only until an address is found, not on every sync.
+        return current ?? LocalAddresses().FirstOrDefault(a => !(a.GetAddressBytes() is [169, 254, ..]));
     }
 
     [LoggerMessage(EventId = 8, Level = LogLevel.Information, Message = "Masquerade address: {Address}")]

@@ -96,13 +96,7 @@ public sealed class PolicyModel : IAsyncDisposable
              "--bpf-dir", Binaries.BpfDir, "--conntrack-max", "65536", "--cluster-cidr", "10.244.0.0/16",
              "--healthz-bind-address", "127.0.0.1:10256", "--host-services", "false"]);
         await Daemon.WaitForOutputAsync(new Regex("Sync #1 "), TimeSpan.FromSeconds(30));
-        var sw = Stopwatch.StartNew();
-        while (Daemon.Output.Count(l => l.Contains("Attached the pod programs", StringComparison.Ordinal)) < Pods.Count)
-        {
-            if (sw.Elapsed > TimeSpan.FromSeconds(10))
-                throw new TimeoutException($"the daemon attached to fewer than {Pods.Count} pods\n{Daemon.FormatOutput()}");
-            await Task.Delay(20);
-        }
+        await Daemon.WaitForLinesAsync("Attached the pod programs", Pods.Count, TimeSpan.FromSeconds(10));
     }
 
     /// <summary>Stops the daemon (SIGTERM): its programs stay attached and its maps pinned.</summary>
