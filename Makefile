@@ -7,7 +7,7 @@ CONFIG ?= Release
 ARTIFACTS := $(CURDIR)/artifacts
 BPF_OUT := $(ARTIFACTS)/bpf
 BIN := $(ARTIFACTS)/bin
-APT_PACKAGES := clang llvm libbpf-dev libbpf1 bpftool iproute2 libelf1 linux-libc-dev make socat
+APT_PACKAGES := clang llvm libbpf-dev libbpf1 bpftool iproute2 libelf1 linux-libc-dev make socat prometheus
 export DOTNET_CLI_TELEMETRY_OPTOUT=1
 export DOTNET_NOLOGO=1
 export DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1
@@ -16,7 +16,8 @@ export DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1
 
 all: build
 
-## deps: install the system packages the build and the tests need (idempotent).
+## deps: install the system packages the build and the tests need (idempotent; prometheus is for
+## the metrics E2E test, which scrapes the daemon with a real Prometheus).
 deps:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
