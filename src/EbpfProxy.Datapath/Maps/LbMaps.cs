@@ -25,6 +25,7 @@ public sealed class LbMaps : IDisposable
     public const string DropEventsMap = "drop_events";
     /// <summary>Per-CPU new-connection counters by rev-NAT id (read by the daemon's metrics, not by this family).</summary>
     public const string ServiceConnectionsMap = "lb_svc_conns";
+    public const string FragmentMap = "frag4";
 
 
     private readonly IReadOnlyList<IDisposable> _owned;
