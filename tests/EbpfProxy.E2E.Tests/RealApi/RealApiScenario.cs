@@ -149,7 +149,7 @@ public sealed class RealApiScenario : IAsyncDisposable
     /// <summary>Writes the pod's status as a kubelet would: Running, its address, Ready = <paramref name="ready"/>.</summary>
     public async Task SetReadyAsync(string name, bool ready)
     {
-        var ip = Echo[name].Ip.ToString();
+        var ip = (name == "client" ? Client : Echo[name]).Ip.ToString();
         var status = new
         {
             status = new
@@ -168,9 +168,21 @@ public sealed class RealApiScenario : IAsyncDisposable
         await Api.CoreV1.PatchNamespacedPodStatusAsync(new V1Patch(JsonSerializer.Serialize(status), V1Patch.PatchType.MergePatch), name, Namespace);
     }
 
+    /// <summary>Deletes pod <paramref name="name"/> with this grace period (0: at once; otherwise it stays terminating, since no kubelet finishes it).</summary>
+    public async Task DeletePodAsync(string name, long grace) =>
+        await Api.CoreV1.DeleteNamespacedPodAsync(name, Namespace, new V1DeleteOptions { GracePeriodSeconds = grace });
+
+    /// <summary>Applies a JSON merge patch to pod <paramref name="name"/> (labels, say).</summary>
+    public async Task PatchPodAsync(string name, object patch) =>
+        await Api.CoreV1.PatchNamespacedPodAsync(new V1Patch(JsonSerializer.Serialize(patch), V1Patch.PatchType.MergePatch), name, Namespace);
+
+    /// <summary>Applies a JSON merge patch to service <paramref name="name"/>.</summary>
+    public async Task PatchServiceAsync(string name, object patch) =>
+        await Api.CoreV1.PatchNamespacedServiceAsync(new V1Patch(JsonSerializer.Serialize(patch), V1Patch.PatchType.MergePatch), name, Namespace);
+
     public async Task<V1Service> ReadServiceAsync(string name = "echo") => await Api.CoreV1.ReadNamespacedServiceAsync(name, Namespace);
 
-    /// <summary>The backend addresses the pinned maps hold for <paramref name="vip"/>:<paramref name="port"/>/TCP (active and terminating slots), or null when the frontend is absent.</summary>
+    /// <summary>The backend addresses of the active slots the pinned maps hold for <paramref name="vip"/>:<paramref name="port"/>/TCP (terminating fallbacks left out), or null when the frontend is absent.</summary>
     public HashSet<IPAddress>? MapBackends(IPAddress vip, int port = 80, EbpfProxy.Core.Model.L4Protocol protocol = EbpfProxy.Core.Model.L4Protocol.Tcp)
     {
         if (!File.Exists(Path.Combine(PinPath, LbMaps.Services)))
@@ -181,7 +193,7 @@ public sealed class RealApiScenario : IAsyncDisposable
         if (fe?.Service is not { } svc)
             return null;
         // A torn read (a slot naming a backend written after our read of the backends map) shows as 0.0.0.0.
-        return fe.Slots.Where(s => s.Key <= svc.Count + svc.TerminatingCount)
+        return fe.Slots.Where(s => s.Key >= 1 && s.Key <= svc.Count)
             .Select(s => state.Backends.TryGetValue(s.Value, out var be) ? be.Address.Address : IPAddress.Any).ToHashSet();
     }
 
