@@ -52,6 +52,7 @@ public sealed partial class ManifestSource : BackgroundService
     private long _lastReadTimestamp;
     private bool _synced;
     private bool _directoryProblemReported;
+    private readonly Dictionary<string, string> _owners = new(StringComparer.Ordinal);
     private readonly Dictionary<string, Task<(string Content, (ManifestFile? File, ManifestError? Error)? Parsed)>> _slowReads = new(StringComparer.Ordinal);
 
     private volatile ManifestError[] _errors = [];
@@ -387,6 +388,14 @@ public sealed partial class ManifestSource : BackgroundService
             allSlices.Add(slice);
         }
 
+        _owners.Clear();
+        RememberOwners("Service", services);
+        RememberOwners("EndpointSlice", slices);
+        RememberOwners("Pod", pods);
+        RememberOwners("NetworkPolicy", policies);
+        RememberOwners("Namespace", namespaces);
+        RememberOwners("Node", nodes);
+
         // Errors first: whoever reacts to the store's Changed event sees the matching Errors.
         PublishErrors(errors);
         var before = _store.Snapshot().Version;
@@ -423,21 +432,57 @@ public sealed partial class ManifestSource : BackgroundService
         }
     }
 
-    private static void Merge<T>(
+    /// <summary>
+    /// Adds one file's objects of one kind, deciding duplicates the way the API server would: the
+    /// copy created first stands (the API refuses to create a second object of the same name), so
+    /// the earlier <c>metadata.creationTimestamp</c> wins; without timestamps, the copy already in
+    /// use from the previous read stays (a new file must not take over a live Service's VIP just
+    /// because its name sorts first); only then does file order decide. Both files get an error.
+    /// </summary>
+    private void Merge<T>(
         ImmutableArray<T> objects, string kind, string path, Dictionary<string, (T Object, string File)> into, List<ManifestError> errors)
         where T : IKubernetesObject<V1ObjectMeta>
     {
         foreach (var obj in objects)
         {
             var key = ClusterStore.KeyOf(obj);
-            if (into.TryGetValue(key, out var first))
+            var id = $"{kind} {key}";
+            if (!into.TryGetValue(key, out var first))
             {
-                errors.Add(new ManifestError(path, null, $"{kind} {key}",
-                    $"already defined in {Path.GetFileName(first.File)}; this copy is ignored"));
+                into[key] = (obj, path);
                 continue;
             }
-            into[key] = (obj, path);
+            var byTime = Earlier(obj, first.Object);
+            var incumbent = _owners.TryGetValue(id, out var owner) ? owner : null;
+            var challengerWins = byTime ?? (incumbent == path && first.File != path);
+            (T Object, string File) used = challengerWins ? (obj, path) : first;
+            var ignoredFile = challengerWins ? first.File : path;
+            var why = byTime is not null ? "created earlier"
+                : incumbent == used.File ? "in use before the other appeared"
+                : "its file sorts first";
+            errors.Add(new ManifestError(ignoredFile, null, id,
+                $"also defined in {Path.GetFileName(used.File)}, whose copy is used ({why}); this copy is ignored"));
+            errors.Add(new ManifestError(used.File, null, id,
+                $"also defined in {Path.GetFileName(ignoredFile)}; this copy is used ({why}), the other is ignored"));
+            into[key] = used;
         }
+    }
+
+    /// <summary>True when <paramref name="a"/> was created before <paramref name="b"/>, false after; null when that is unknown.</summary>
+    private static bool? Earlier(IKubernetesObject<V1ObjectMeta> a, IKubernetesObject<V1ObjectMeta> b) =>
+        (a.Metadata?.CreationTimestamp, b.Metadata?.CreationTimestamp) switch
+        {
+            ({ } x, { } y) when x != y => x < y,
+            ({ }, null) => true,
+            (null, { }) => false,
+            _ => null,
+        };
+
+    /// <summary>Remembers which file each object came from, for the next read's duplicate decisions.</summary>
+    private void RememberOwners<T>(string kind, Dictionary<string, (T Object, string File)> objects)
+    {
+        foreach (var (key, (_, file)) in objects)
+            _owners[$"{kind} {key}"] = file;
     }
 
     private void FinishRead(string fingerprint)
