@@ -59,11 +59,12 @@ internal static class RunCommand
         var metrics = new Option<string>("--metrics-bind-address") { Description = "where /metrics (Prometheus text format) is served; empty disables", DefaultValueFactory = _ => "0.0.0.0:10249" };
         var metricsMapInterval = new Option<double>("--metrics-map-interval") { Description = "seconds between walks of the pinned maps for their fill (scrapes serve the last walk)", DefaultValueFactory = _ => 30 };
         var ctMax = new Option<uint>("--conntrack-max") { Description = "conntrack map size", DefaultValueFactory = _ => 524288u };
+        var polCtMax = new Option<uint>("--policy-conntrack-max") { Description = "NetworkPolicy conntrack map size (connections local pods' policies admitted)", DefaultValueFactory = _ => 262144u };
 
         var cmd = new Command("run", "run the proxy daemon on this node")
         {
             manifests, kubeconfig, nodeName, bpffs, bpfDir, podInterfaces, netdevInterfaces, minSync, syncPeriod, serviceCidr, clusterCidr,
-            masqueradeAll, masqueradeAddress, nodePortAddresses, hostServices, cgroupRoot, healthz, metrics, metricsMapInterval, ctMax,
+            masqueradeAll, masqueradeAddress, nodePortAddresses, hostServices, cgroupRoot, healthz, metrics, metricsMapInterval, ctMax, polCtMax,
         };
         cmd.SetAction(async (parse, ct) =>
         {
@@ -88,6 +89,7 @@ internal static class RunCommand
                 HostServices = parse.GetValue(hostServices),
                 CgroupRoot = parse.GetValue(cgroupRoot),
                 ConntrackMax = parse.GetValue(ctMax),
+                PolicyConntrackMax = parse.GetValue(polCtMax),
             };
             try
             {
