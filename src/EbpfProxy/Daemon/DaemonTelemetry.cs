@@ -19,9 +19,6 @@ namespace EbpfProxy.Daemon;
 /// </summary>
 internal static class DaemonTelemetry
 {
-    /// <summary>The ActivitySource of sync and policy passes (exported only over OTLP).</summary>
-    public static ActivitySource Source { get; } = new("EbpfProxy", Version);
-
     public static string Version { get; } =
         typeof(DaemonTelemetry).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion ?? "unknown";
 
@@ -53,7 +50,7 @@ internal static class DaemonTelemetry
                 m.AddOtlpExporter();
         });
         if (otlp)
-            otel.WithTracing(t => t.AddSource(Source.Name).AddOtlpExporter());
+            otel.WithTracing(t => t.AddSource(SyncTracing.SourceName).AddOtlpExporter());
         return services;
     }
 }

@@ -151,6 +151,7 @@ public sealed partial class ProxyService : BackgroundService
 
     private ClusterSnapshot SyncOnce(LbSyncer syncer, ServiceTranslator translator, SyncTrigger trigger, ServiceHealthServers healthChecks)
     {
+        using var activity = SyncTracing.Start("sync", trigger.ToString());
         var sw = Stopwatch.StartNew();
         var startedAt = _time.GetUtcNow();
         var pending = _metrics.PendingChanges;
@@ -171,6 +172,8 @@ public sealed partial class ProxyService : BackgroundService
         var n = Interlocked.Increment(ref _syncCount);
         var now = _time.GetUtcNow();
         _metrics.SyncDuration.Record(sw.Elapsed.TotalSeconds);
+        SyncTracing.Counts(activity, ("writes", result.Writes), ("deletes", result.Deletes), ("conntrack_purged", result.ConntrackPurged),
+            ("frontends", translation.State.Frontends.Count), ("errors", errors.Count));
         _metrics.MapWrites.Add(result.Writes + result.Deletes);
         _metrics.SyncSucceeded(now, pending);
         _health.Synced(startedAt);
@@ -226,6 +229,7 @@ public sealed partial class ProxyService : BackgroundService
             && ReferenceEquals(last.Pods, snapshot.Pods) && ReferenceEquals(last.Namespaces, snapshot.Namespaces)
             && ReferenceEquals(last.NetworkPolicies, snapshot.NetworkPolicies) && ReferenceEquals(last.Nodes, snapshot.Nodes))
             return;
+        using var activity = SyncTracing.Start("policy-sync", trigger.ToString());
         var sw = Stopwatch.StartNew();
         policy.Translator ??= new PolicyTranslator(policy.NodeName, LocalAddresses(), policy.Syncer.ReadHints());
         var desired = policy.Translator.Compute(snapshot);
@@ -267,6 +271,8 @@ public sealed partial class ProxyService : BackgroundService
             PolicyFailedClosed = 0,
         });
         _metrics.PolicySyncDuration.Record(sw.Elapsed.TotalSeconds);
+        SyncTracing.Counts(activity, ("writes", result.Writes), ("deletes", result.Deletes), ("errors", desired.Errors.Length),
+            ("isolated_pods", desired.Endpoints.Count(e => e.Value.Flags != EndpointFlags.None)), ("rules", desired.RuleCount), ("ipcache", desired.IpCache.Count));
         // The CLI's names (pol_ep_names, pol_id_names): a failure there leaves enforcement intact; said once.
         var names = policy.Syncer.Names;
         if (names.Error is { } namesError && namesError != policy.NamesError)
