@@ -1,5 +1,6 @@
 using System.Net;
 using EbpfProxy.Testing;
+using EbpfProxy.Datapath.Maps;
 using Xunit.Abstractions;
 
 namespace EbpfProxy.E2E.Tests;
@@ -149,6 +150,52 @@ public class ClusterIpTests(ITestOutputHelper output)
         Assert.Equal("echo-1 direct", await TcpProbe.RequestAsync(s.Client.Ns, s.Echo["echo-1"].Ip, ProxyScenario.TargetPort, "direct", TimeSpan.FromSeconds(3)));
         await Assert.ThrowsAsync<ProbeFailedException>(() =>
             TcpProbe.RequestAsync(s.Client.Ns, ProxyScenario.Vip, ProxyScenario.ServicePort, "x", TimeSpan.FromSeconds(1)));
+    }
+
+    [PrivilegedFact]
+    public async Task CleanupRefusesWhileTheDaemonRunsAndLeavesAnotherToolsPins()
+    {
+        await using var s = await ProxyScenario.StartAsync(output, 1, ["echo-1"]);
+        using var held = await TcpProbe.ConnectAsync(s.Client.Ns, ProxyScenario.Vip, ProxyScenario.ServicePort, TimeSpan.FromSeconds(3));
+        Assert.StartsWith("echo-1", await held.RequestAsync("before", TimeSpan.FromSeconds(3)));
+        // Another tool's map pinned in the same folder (issue 14 item 6: cleanup removed it).
+        var foreign = Path.Combine(s.PinPath, "other_tool_map");
+        using (var map = LibBpf.Net.BpfMap.OpenPinned(Path.Combine(s.PinPath, LbMaps.Services)))
+            map.Pin(foreign);
+
+        var refused = s.NodeNs.TryExec(Binaries.EbpfProxy, "cleanup", "--bpffs", s.BpfFsPath, "--bpf-dir", Binaries.BpfDir);
+        output.WriteLine(refused.Stdout + refused.Stderr);
+        Assert.NotEqual(0, refused.ExitCode);
+        Assert.Contains("daemon is running", refused.Stderr);
+        Assert.True(s.ServiceMapEntries() > 0, "the refused cleanup removed the maps");
+        Assert.StartsWith("echo-1", await held.RequestAsync("after-refusal", TimeSpan.FromSeconds(3)));
+
+        await s.Daemon.StopAsync(TimeSpan.FromSeconds(10));
+        var result = s.NodeNs.TryExec(Binaries.EbpfProxy, "cleanup", "--bpffs", s.BpfFsPath, "--bpf-dir", Binaries.BpfDir);
+        output.WriteLine(result.Stdout + result.Stderr);
+        Assert.Equal(0, result.ExitCode);
+        Assert.False(File.Exists(Path.Combine(s.PinPath, LbMaps.Services)), "our pins remain");
+        Assert.True(File.Exists(foreign), "another tool's pin was removed");
+        Assert.Contains("left 1 pins that ebpf-proxy did not create: other_tool_map", result.Stdout);
+        // libbpf's "Parent Qdisc doesn't exists" for interfaces without clsact is not printed (item 8).
+        Assert.DoesNotContain("Qdisc", result.Stderr);
+        File.Delete(foreign);
+    }
+
+    [PrivilegedFact]
+    public void CommandsRunWithoutPrivilegesSayOneClearLine()
+    {
+        // As nobody, with no capabilities: each command answers with one line, no stack trace (issue 14 item 8).
+        foreach (var command in new[] { new[] { "cleanup" }, ["observe"], ["lb", "list"], ["ipcache", "list"], ["policy", "get", "default/x"], ["trace", "--src", "10.0.0.1", "--dst", "10.96.0.1:80"], ["run", "--manifests", "/tmp"] })
+        {
+            var result = Cmd.TryRun("setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "env", "HOME=/tmp", Binaries.EbpfProxy, .. command]);
+            output.WriteLine($"{string.Join(' ', command)} -> {result.ExitCode}: {result.Stderr}");
+            Assert.NotEqual(0, result.ExitCode);
+            var lines = result.Stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+            Assert.Single(lines);
+            Assert.Contains("needs root", lines[0]);
+            Assert.DoesNotContain("   at ", result.Stderr);
+        }
     }
 
     [PrivilegedFact]
