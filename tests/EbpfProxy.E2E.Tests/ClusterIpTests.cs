@@ -197,6 +197,33 @@ public class ClusterIpTests(ITestOutputHelper output)
     }
 
     [PrivilegedFact]
+    public async Task StatusListsManifestErrorsAndExitsNonZero()
+    {
+        await using var s = await ProxyScenario.StartAsync(output, 1, ["echo-1"]);
+        var clean = s.NodeNs.TryExec(Binaries.EbpfProxy, "status");
+        output.WriteLine(clean.Stdout + clean.Stderr);
+        Assert.Equal(0, clean.ExitCode);
+
+        // Issue 14 item 7: a file the daemon cannot apply shows in `status`, which then fails.
+        s.WriteExtraManifest("broken.yaml", "apiVersion: v1\nkind: Service\nmetadata: {name: broken\n");
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30);
+        CommandResult status;
+        do
+        {
+            await Task.Delay(200);
+            status = s.NodeNs.TryExec(Binaries.EbpfProxy, "status");
+        }
+        while (!status.Stdout.Contains("broken.yaml") && DateTime.UtcNow < deadline);
+        output.WriteLine(status.Stdout + status.Stderr);
+        Assert.Equal(1, status.ExitCode);
+        Assert.Contains("1 objects skipped", status.Stdout);
+        Assert.Contains("manifest", status.Stdout);
+        Assert.Contains("broken.yaml", status.Stdout);
+        // The good service still works.
+        Assert.Single(await s.TcpRoundAsync(1));
+    }
+
+    [PrivilegedFact]
     public void CommandsRunWithoutPrivilegesSayOneClearLine()
     {
         // As nobody, with no capabilities: each command answers with one line, no stack trace (issue 14 item 8).

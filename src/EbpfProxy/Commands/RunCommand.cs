@@ -147,7 +147,12 @@ internal static class RunCommand
         builder.Services.AddSingleton(options);
         builder.Services.AddSingleton(datapath);
         builder.Services.AddSingleton<ClusterStore>();
-        builder.Services.AddSingleton(_ => new ProxyMetrics());
+        builder.Services.AddSingleton(sp =>
+        {
+            var metrics = new ProxyMetrics();
+            metrics.ObserveStatus(sp.GetRequiredService<ProxyStatus>());
+            return metrics;
+        });
         builder.Services.AddSingleton(sp => new ProxyHealth(sp.GetRequiredService<TimeProvider>(), options.HealthTimeout, options.SyncPeriod));
         builder.Services.AddSingleton<ProxyStatus>();
         builder.Services.AddHostedService<HealthServer>();
