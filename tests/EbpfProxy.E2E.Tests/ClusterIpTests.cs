@@ -108,6 +108,28 @@ public class ClusterIpTests(ITestOutputHelper output)
     {
         // The pods' gateway 169.254.1.1 is the node's address here; --nodeport-addresses selects it.
         await using var s = await ProxyScenario.StartAsync(output, 2, ["echo-1", "echo-2"], ["--nodeport-addresses", "169.254.1.0/24"]);
+        await AssertNodePortServedAsync(s);
+    }
+
+    [PrivilegedFact]
+    public async Task ANodeObjectInTheManifestsGivesNodePortsTheNodesAddress()
+    {
+        // Issue 9 item 7: no --nodeport-addresses; the Node named --node-name in the folder says
+        // where NodePorts are served (its InternalIP), as the API's Node would.
+        await using var s = await ProxyScenario.StartAsync(output, 2, ["echo-1", "echo-2"]);
+        s.WriteExtraManifest("node.yaml", """
+            apiVersion: v1
+            kind: Node
+            metadata: {name: node, labels: {topology.kubernetes.io/zone: zone-a}}
+            status:
+              addresses: [{type: InternalIP, address: 169.254.1.1}, {type: Hostname, address: node}]
+            """);
+        await AssertNodePortServedAsync(s);
+    }
+
+    /// <summary>Adds a TCP+UDP NodePort 30080 service and checks that a pod reaches both backends on 169.254.1.1:30080.</summary>
+    private static async Task AssertNodePortServedAsync(ProxyScenario s)
+    {
         s.WriteExtraManifest("nodeport.yaml", """
             apiVersion: v1
             kind: Service

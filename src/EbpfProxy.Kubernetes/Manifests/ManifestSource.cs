@@ -380,7 +380,8 @@ public sealed partial class ManifestSource : BackgroundService
 
         var explicitSlices = slices.Values.Select(s => s.Object).ToList();
         var derived = EndpointSliceSynthesizer.Synthesize(
-            services.Values.Select(s => s.Object).ToList(), explicitSlices, pods.Values.Select(p => p.Object).ToList());
+            services.Values.Select(s => s.Object).ToList(), explicitSlices, pods.Values.Select(p => p.Object).ToList(),
+            nodes.Values.Select(n => n.Object).ToList());
         var allSlices = new List<V1EndpointSlice>(explicitSlices);
         foreach (var slice in derived)
         {
