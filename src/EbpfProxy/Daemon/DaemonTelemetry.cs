@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Diagnostics.Metrics;
 using System.Reflection;
+using EbpfProxy.Core.Health;
 using EbpfProxy.Core.Metrics;
 using EbpfProxy.Datapath;
 using EbpfProxy.Datapath.Observability;
@@ -29,7 +30,12 @@ internal static class DaemonTelemetry
     {
         services.AddMetrics();
         // Instruments are created once, through the host's IMeterFactory.
-        services.AddSingleton(sp => new ProxyMetrics(sp.GetRequiredService<IMeterFactory>()));
+        services.AddSingleton(sp =>
+        {
+            var metrics = new ProxyMetrics(sp.GetRequiredService<IMeterFactory>());
+            metrics.ObserveStatus(sp.GetRequiredService<ProxyStatus>()); // skipped objects, as `status` lists them
+            return metrics;
+        });
         services.AddSingleton(sp => new DatapathMetrics(datapath.PinPath, sp.GetRequiredService<IMeterFactory>(), sp.GetRequiredService<ProxyMetrics>()));
         services.AddHostedService<MapUsageRefresher>();
 

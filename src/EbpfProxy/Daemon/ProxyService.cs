@@ -178,7 +178,13 @@ public sealed partial class ProxyService : BackgroundService
         _metrics.SyncSucceeded(now, pending);
         _health.Synced(startedAt);
         healthChecks.Update(translation.HealthChecks);
-        _status.Update(r => r with { LastSync = now, Frontends = translation.State.Frontends.Count, ServiceErrors = [.. errors.Order(StringComparer.Ordinal)] });
+        _status.Update(r => r with
+        {
+            LastSync = now,
+            Frontends = translation.State.Frontends.Count,
+            ServiceErrors = [.. errors.Order(StringComparer.Ordinal)],
+            ProgramErrors = [.. result.Errors.Select(e => e.ToString()).Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal)],
+        });
         // Network programming latency: from the EndpointSlice controller's trigger time to now,
         // for slices that changed after start-up (the first sync programs history, not changes).
         if (n > 1)
