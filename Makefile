@@ -10,8 +10,9 @@ BIN := $(ARTIFACTS)/bin
 APT_PACKAGES := clang llvm libbpf-dev libbpf1 bpftool iproute2 libelf1 linux-libc-dev make socat etcd-server openssl xz-utils prometheus
 # kube-apiserver and kube-controller-manager for the real-API tests (read-only; see its README.md).
 # CI runs in a fresh clone elsewhere: point K8S_SHARED at the folder there.
-# (A worktree one level further down finds it at ../../shared/k8s.)
-K8S_SHARED ?= $(firstword $(wildcard $(CURDIR)/../shared/k8s $(CURDIR)/../../shared/k8s) $(CURDIR)/../shared/k8s)
+# (A worktree one level further down finds it at ../../shared/k8s; a clone anywhere else on this
+# workplace's machines finds the fixed /work/shared/k8s.)
+K8S_SHARED ?= $(firstword $(wildcard $(CURDIR)/../shared/k8s $(CURDIR)/../../shared/k8s /work/shared/k8s) $(CURDIR)/../shared/k8s)
 K8S_ASSETS := $(ARTIFACTS)/k8s
 export DOTNET_CLI_TELEMETRY_OPTOUT=1
 export DOTNET_NOLOGO=1
