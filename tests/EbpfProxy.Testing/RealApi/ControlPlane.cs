@@ -96,11 +96,7 @@ public sealed class ControlPlane : IAsyncDisposable
                 user: $"client-certificate-data: {B64(File.ReadAllText(Path.Combine(dir, "admin.crt")))}\n    client-key-data: {B64(File.ReadAllText(Path.Combine(dir, "admin.key")))}");
             var config = KubernetesClientConfiguration.BuildConfigFromConfigFile(Path.Combine(dir, "admin.kubeconfig")).UseNetNs(ns);
             cp.Admin = new Kubernetes(config);
-            cp.ControllerManager = cp.Start("kube-controller-manager",
-                ["--kubeconfig", Path.Combine(dir, "admin.kubeconfig"),
-                 "--controllers", "endpointslice,endpointslicemirroring,namespace,garbagecollector,serviceaccount",
-                 "--leader-elect=false", "--bind-address", "127.0.0.1", "--service-cluster-ip-range", ServiceCidr,
-                 "--cluster-cidr", "10.244.0.0/16", "--concurrent-service-endpoint-syncs", "5"]);
+            cp.StartControllerManager();
             return cp;
         }
         catch
@@ -116,6 +112,13 @@ public sealed class ControlPlane : IAsyncDisposable
         File.AppendAllText(Path.Combine(Folder, "pids"), $"{p.Pid} {program}\n");
         return p;
     }
+
+    private void StartControllerManager() =>
+        ControllerManager = Start("kube-controller-manager",
+            ["--kubeconfig", Path.Combine(Folder, "admin.kubeconfig"),
+             "--controllers", "endpointslice,endpointslicemirroring,namespace,garbagecollector,serviceaccount",
+             "--leader-elect=false", "--bind-address", "127.0.0.1", "--service-cluster-ip-range", ServiceCidr,
+             "--cluster-cidr", "10.244.0.0/16", "--concurrent-service-endpoint-syncs", "5"]);
 
     private async Task StartEtcdAsync()
     {
@@ -162,8 +165,20 @@ public sealed class ControlPlane : IAsyncDisposable
             _stopped.Add(ApiServer);
     }
 
-    /// <summary>Starts the API server again (after <see cref="KillApiServerAsync"/>) and waits until it is ready.</summary>
-    public Task RestartApiServerAsync() => StartApiServerAsync();
+    /// <summary>
+    /// Starts the API server again (after <see cref="KillApiServerAsync"/>) and waits until it is ready.
+    /// The controller manager is restarted with it: its informers back off for up to a minute after an
+    /// outage, and the tests that share this control plane after the outage test need slices built promptly.
+    /// </summary>
+    public async Task RestartApiServerAsync()
+    {
+        await StartApiServerAsync();
+        var old = ControllerManager;
+        await old.StopAsync(TimeSpan.FromSeconds(10));
+        lock (_gate)
+            _stopped.Add(old);
+        StartControllerManager();
+    }
 
     /// <summary>
     /// Compacts etcd's history up to its current revision (through etcd's JSON gateway): a watch resuming
