@@ -33,6 +33,7 @@
 #include "lib/metrics.h"
 #include "lib/fib.h"
 #include "lib/sock.h"
+#include "lib/constants.h"
 
 static __always_inline void trace_publish(struct trace_record *tr, __u32 reason)
 {

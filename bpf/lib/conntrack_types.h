@@ -6,11 +6,13 @@
 #include <linux/types.h>
 
 /* Which kind of entry a tuple names. */
-#define CT_DIR_SERVICE 1 /* client -> VIP:port, as sent by the client */
-#define CT_DIR_REPLY 2 /* backend -> client, as the reply is sent */
-#define CT_DIR_SNAT_OUT 3 /* snat4: client -> VIP:port; holds the masquerade source */
-#define CT_DIR_SNAT_IN 4 /* snat4: backend -> node:nat_port; holds the client */
-#define CT_DIR_POLICY 5 /* a connection a local pod's policy admitted, as that pod sees it (policy.h) */
+enum ct_dir {
+	CT_DIR_SERVICE = 1, /* client -> VIP:port, as sent by the client */
+	CT_DIR_REPLY = 2, /* backend -> client, as the reply is sent */
+	CT_DIR_SNAT_OUT = 3, /* snat4: client -> VIP:port; holds the masquerade source */
+	CT_DIR_SNAT_IN = 4, /* snat4: backend -> node:nat_port; holds the client */
+	CT_DIR_POLICY = 5, /* a connection a local pod's policy admitted, as that pod sees it (policy.h) */
+};
 
 struct ct4_key {
 	__be32 saddr_be;
@@ -23,10 +25,12 @@ struct ct4_key {
 };
 
 /* Entry flags. */
-#define CT_F_SEEN_REPLY (1u << 0)
-#define CT_F_CLOSING (1u << 1) /* FIN or RST seen */
-#define CT_F_SNAT (1u << 2) /* masqueraded: the snat4 entries hold the source rewrite */
-#define CT_F_POLICY_INBOUND (1u << 3) /* CT_DIR_POLICY: the peer opened it (else the pod did) */
+enum ct_flags {
+	CT_F_SEEN_REPLY = 1u << 0,
+	CT_F_CLOSING = 1u << 1, /* FIN or RST seen */
+	CT_F_SNAT = 1u << 2, /* masqueraded: the snat4 entries hold the source rewrite */
+	CT_F_POLICY_INBOUND = 1u << 3, /* CT_DIR_POLICY: the peer opened it (else the pod did) */
+};
 
 struct ct_entry {
 	__u64 last_seen_ns; /* bpf_ktime_get_ns() of the last refresh */

@@ -15,8 +15,10 @@
 
 /* Frontend scope: which traffic a frontend entry applies to (issue 4 adds
  * node-local entries for traffic policies). */
-#define LB_SCOPE_EXTERNAL 0
-#define LB_SCOPE_INTERNAL 1
+enum lb_scope {
+	LB_SCOPE_EXTERNAL = 0,
+	LB_SCOPE_INTERNAL = 1,
+};
 
 /* Key of lb4_services: one service port frontend and one of its slots.
  * Slot 0 holds the service entry, slots 1..count+terminating name backends. */
@@ -30,12 +32,27 @@ struct lb4_key {
 };
 
 /* Service entry flags (slot 0). */
-#define LB_SVC_F_AFFINITY (1u << 0) /* sessionAffinity ClientIP */
-#define LB_SVC_F_ETP_LOCAL (1u << 1) /* externalTrafficPolicy Local */
-#define LB_SVC_F_ITP_LOCAL (1u << 2) /* internalTrafficPolicy Local */
-#define LB_SVC_F_NODEPORT (1u << 3)
-#define LB_SVC_F_EXTERNAL_IP (1u << 4)
-#define LB_SVC_F_LOADBALANCER (1u << 5)
+enum lb_svc_flags {
+	LB_SVC_F_AFFINITY = 1u << 0, /* sessionAffinity ClientIP */
+	LB_SVC_F_ETP_LOCAL = 1u << 1, /* externalTrafficPolicy Local */
+	LB_SVC_F_ITP_LOCAL = 1u << 2, /* internalTrafficPolicy Local */
+	LB_SVC_F_NODEPORT = 1u << 3,
+	LB_SVC_F_EXTERNAL_IP = 1u << 4,
+	LB_SVC_F_LOADBALANCER = 1u << 5,
+	/* A frontend key with port 0 and proto 0 marks an address as a ClusterIP:
+	 * traffic to it on a port or protocol no service defines is rejected
+	 * (kube-proxy nftables behaviour). Its value carries LB_SVC_F_WILDCARD. */
+	LB_SVC_F_WILDCARD = 1u << 6,
+	/* eTP Local: this external-scope entry holds the node-local set; pods use the
+	 * internal-scope entry of the same frontend (the cluster-wide set). */
+	LB_SVC_F_TWO_SCOPES = 1u << 7,
+	/* The set is empty only because the applicable traffic policy is Local:
+	 * DROP (the load balancer's health check steers traffic), not REJECT. */
+	LB_SVC_F_DROP_NO_LOCAL = 1u << 8,
+	/* LoadBalancer ingress frontend with loadBalancerSourceRanges: a client must
+	 * match an lb4_src_range entry of this frontend, or it is dropped. */
+	LB_SVC_F_SOURCE_RANGES = 1u << 9,
+};
 
 /* Value of lb4_services. Slot 0: count, terminating_count, rev_nat_id,
  * flags, affinity_timeout; backend_id is 0. Slot n > 0: backend_id only. */
@@ -49,8 +66,10 @@ struct lb4_service {
 };
 
 /* Backend flags. */
-#define LB_BE_F_LOCAL (1u << 0) /* endpoint runs on this node */
-#define LB_BE_F_TERMINATING (1u << 1)
+enum lb_be_flags {
+	LB_BE_F_LOCAL = 1u << 0, /* endpoint runs on this node */
+	LB_BE_F_TERMINATING = 1u << 1,
+};
 
 /* Value of lb4_backends, keyed by a __u32 backend id (0 is never used). */
 struct lb4_backend {
@@ -70,22 +89,6 @@ struct lb4_reverse_nat {
 	__u16 pad;
 };
 
-/*
- * A frontend key with port 0 and proto 0 marks an address as a ClusterIP:
- * traffic to it on a port or protocol no service defines is rejected
- * (kube-proxy nftables behaviour). Its value carries LB_SVC_F_WILDCARD.
- */
-#define LB_SVC_F_WILDCARD (1u << 6)
-/* eTP Local: this external-scope entry holds the node-local set; pods use the
- * internal-scope entry of the same frontend (the cluster-wide set). */
-#define LB_SVC_F_TWO_SCOPES (1u << 7)
-/* The set is empty only because the applicable traffic policy is Local:
- * DROP (the load balancer's health check steers traffic), not REJECT. */
-#define LB_SVC_F_DROP_NO_LOCAL (1u << 8)
-/* LoadBalancer ingress frontend with loadBalancerSourceRanges: a client must
- * match an lb4_src_range entry of this frontend, or it is dropped. */
-#define LB_SVC_F_SOURCE_RANGES (1u << 9)
-
 /* Value of lb_config (array, one entry): node-wide settings written by the
  * daemon at start-up. */
 struct lb_config {
@@ -98,7 +101,9 @@ struct lb_config {
 /* Value of lb_nat_config (array, one entry): masquerade settings, written by
  * the daemon at start-up. A separate map rather than new lb_config fields, so
  * maps pinned by earlier versions keep their layout. */
-#define LB_NAT_F_MASQUERADE_ALL (1u << 0) /* --masquerade-all: pod sources too */
+enum lb_nat_flags {
+	LB_NAT_F_MASQUERADE_ALL = 1u << 0, /* --masquerade-all: pod sources too */
+};
 struct lb_nat_config {
 	__be32 snat_addr_be; /* node address masqueraded flows leave with; 0 = none known, no masquerade */
 	__be32 cluster_cidr_be; /* --cluster-cidr network; mask 0 = not configured */
@@ -109,7 +114,7 @@ struct lb_nat_config {
 /* Key of lb4_src_range (LPM trie): one frontend and a client prefix. prefixlen
  * counts the bits compared from address_be on: always the 64 bits of the
  * frontend, then the leading bits of the source. */
-#define LB_SRC_RANGE_FRONTEND_BITS 64
+enum lb_src_range_bits { LB_SRC_RANGE_FRONTEND_BITS = 64 };
 struct lb4_src_range_key {
 	__u32 prefixlen;
 	__be32 address_be; /* frontend (LB ingress IP) */
@@ -161,7 +166,7 @@ struct lb_affinity_value {
 
 /* Value of lb_names: the service port a rev-NAT id belongs to, for operators
  * ("namespace/name:port"). The datapath never reads it. */
-#define LB_NAME_LEN 128
+enum lb_name_len { LB_NAME_LEN = 128 };
 struct lb_name {
 	char name[LB_NAME_LEN];
 };

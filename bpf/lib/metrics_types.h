@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
  * Outcome reasons counted by the datapath. This numbering is an ABI shared
- * with user space (src/EbpfProxy.Datapath/Maps/Reason.cs): never renumber or
+ * with user space (src/EbpfProxy.Datapath/Maps/MetricsTypes.cs): never renumber or
  * reuse a value. 1..127 are outcomes that let the packet go on, 128..255 are
  * drops.
  */
@@ -39,9 +39,11 @@ enum reason {
 	REASON_MAX = 256,
 };
 
-#define METRICS_DIR_INGRESS 0 /* from the pod / netdev into the node */
-#define METRICS_DIR_EGRESS 1 /* from the node to the pod / netdev */
-#define METRICS_DIR_MAX 2
+enum metrics_dir {
+	METRICS_DIR_INGRESS = 0, /* from the pod / netdev into the node */
+	METRICS_DIR_EGRESS = 1, /* from the node to the pod / netdev */
+	METRICS_DIR_MAX = 2,
+};
 
 /* metrics is a per-CPU array indexed by reason * METRICS_DIR_MAX + dir. */
 struct metrics_value {

@@ -13,13 +13,18 @@
 #include <linux/types.h>
 
 /* Identities. 3..255 are reserved, 256.. are allocated by the daemon. */
-#define POL_ID_ANY 0 /* wildcard, in rule keys only */
-#define POL_ID_HOST 1 /* this node's own addresses */
-#define POL_ID_WORLD 2 /* no ipcache entry matched */
+enum pol_id {
+	POL_ID_ANY = 0, /* wildcard, in rule keys only */
+	POL_ID_HOST = 1, /* this node's own addresses */
+	POL_ID_WORLD = 2, /* no ipcache entry matched */
+	POL_ID_FIRST_ALLOCATED = 256,
+};
 
 /* pol_rules dir, and which side of a connection a check judges. */
-#define POL_DIR_INGRESS 1
-#define POL_DIR_EGRESS 2
+enum pol_dir {
+	POL_DIR_INGRESS = 1,
+	POL_DIR_EGRESS = 2,
+};
 
 /* Key of pol_ipcache (LPM trie): a prefix of the address. */
 struct pol_ipcache_key {
@@ -34,8 +39,10 @@ struct pol_ipcache_entry {
 };
 
 /* Endpoint flags: the directions in which some policy isolates the pod. */
-#define POL_EP_F_INGRESS_ISOLATED (1u << 0)
-#define POL_EP_F_EGRESS_ISOLATED (1u << 1)
+enum pol_ep_flags {
+	POL_EP_F_INGRESS_ISOLATED = 1u << 0,
+	POL_EP_F_EGRESS_ISOLATED = 1u << 1,
+};
 
 /* Value of pol_endpoints, keyed by a local pod's address (__be32). */
 struct pol_endpoint {
@@ -62,9 +69,11 @@ struct pol_rule_key {
 	__be16 port_be; /* destination port: the local pod's (ingress) or the peer's (egress) */
 };
 
-#define POL_PREFIX_ALL 72
-#define POL_PREFIX_PROTO 80
-#define POL_PREFIX_FULL 96
+enum pol_prefix {
+	POL_PREFIX_ALL = 72,
+	POL_PREFIX_PROTO = 80,
+	POL_PREFIX_FULL = 96,
+};
 
 /* Value of pol_rules: presence admits. */
 struct pol_rule {
@@ -78,7 +87,7 @@ struct pol_rule {
  * NUL-padded, always NUL-terminated; a text too long for its field is cut at a
  * character boundary and ends in "...".
  */
-#define POL_EP_NAME_LEN 320 /* "namespace/name": 63 + 1 + 253 fit */
+enum pol_ep_name_len { POL_EP_NAME_LEN = 320 }; /* "namespace/name": 63 + 1 + 253 fit */
 
 /* Value of pol_ep_names, keyed by a local pod's address (__be32) like
  * pol_endpoints, but for every local pod, isolated or not. */
@@ -87,7 +96,7 @@ struct pol_ep_name {
 	char name[POL_EP_NAME_LEN]; /* "namespace/name" */
 };
 
-#define POL_ID_NAME_LEN 512
+enum pol_id_name_len { POL_ID_NAME_LEN = 512 };
 
 /* Value of pol_id_names, keyed by an allocated identity (__u32): what it
  * stands for, e.g. "pod ns=x labels=[pod=a] ns-labels=[...]" or
@@ -97,12 +106,14 @@ struct pol_id_name {
 };
 
 /* trace_record.policy_verdict: how policy treated a traced packet. */
-#define POL_VERDICT_NONE 0 /* the local pod has no isolation: not looked at */
-#define POL_VERDICT_TRACKED 1 /* a connection the pod's policy admitted earlier */
-#define POL_VERDICT_NOT_ISOLATED 2 /* new flow, this direction is open (tracked for the other one) */
-#define POL_VERDICT_ALLOW_IDENTITY 3 /* a rule for the remote identity admits it */
-#define POL_VERDICT_ALLOW_ANY 4 /* a rule for any peer (identity 0) admits it */
-#define POL_VERDICT_ALLOW_HOST 5 /* ingress from this node, always admitted */
-#define POL_VERDICT_DENY 6 /* isolated, no rule admits it */
+enum pol_verdict {
+	POL_VERDICT_NONE = 0, /* the local pod has no isolation: not looked at */
+	POL_VERDICT_TRACKED = 1, /* a connection the pod's policy admitted earlier */
+	POL_VERDICT_NOT_ISOLATED = 2, /* new flow, this direction is open (tracked for the other one) */
+	POL_VERDICT_ALLOW_IDENTITY = 3, /* a rule for the remote identity admits it */
+	POL_VERDICT_ALLOW_ANY = 4, /* a rule for any peer (identity 0) admits it */
+	POL_VERDICT_ALLOW_HOST = 5, /* ingress from this node, always admitted */
+	POL_VERDICT_DENY = 6, /* isolated, no rule admits it */
+};
 
 #endif

@@ -11,14 +11,16 @@
 
 #include <linux/types.h>
 
-#define TRACE_MARK 0x7eb9f00dU
+enum trace_mark { TRACE_MARK = 0x7eb9f00d };
 
-#define TRACE_F_FRONTEND (1u << 0) /* a frontend matched (rev_nat_id names it) */
-#define TRACE_F_CT_HIT (1u << 1) /* an established connection's entry decided */
-#define TRACE_F_AFFINITY (1u << 2) /* a session-affinity pin decided */
-#define TRACE_F_WILDCARD (1u << 3) /* the address is a ClusterIP, the port is not */
-#define TRACE_F_MASQUERADE (1u << 4) /* source rewritten to the node (lb_nat_config) */
-#define TRACE_F_SNAT_REPLY (1u << 5) /* reply of a masqueraded flow */
+enum trace_flags {
+	TRACE_F_FRONTEND = 1u << 0, /* a frontend matched (rev_nat_id names it) */
+	TRACE_F_CT_HIT = 1u << 1, /* an established connection's entry decided */
+	TRACE_F_AFFINITY = 1u << 2, /* a session-affinity pin decided */
+	TRACE_F_WILDCARD = 1u << 3, /* the address is a ClusterIP, the port is not */
+	TRACE_F_MASQUERADE = 1u << 4, /* source rewritten to the node (lb_nat_config) */
+	TRACE_F_SNAT_REPLY = 1u << 5, /* reply of a masqueraded flow */
+};
 
 struct trace_record {
 	__u32 reason; /* enum reason */

@@ -32,6 +32,9 @@ public sealed record BtfMember(string Name, uint BitOffset, long Size)
 /// <summary>A BTF struct: name, size in bytes, members in declaration order.</summary>
 public sealed record BtfStruct(string Name, uint Size, IReadOnlyList<BtfMember> Members);
 
+/// <summary>A BTF enum: name, signedness and its enumerators in declaration order.</summary>
+public sealed record BtfEnum(string Name, bool Signed, IReadOnlyList<KeyValuePair<string, long>> Values);
+
 /// <summary>
 /// Type information of a compiled BPF object (its .BTF section), read through libbpf. Used to check
 /// that user-space mirrors of map structs match the C definitions.
@@ -73,6 +76,22 @@ public sealed class BtfFile : IDisposable
             list.Add(new BtfMember(Name(m.name_off), bitOffset, Interop.LibBpf.btf__resolve_size(_handle, m.type)));
         }
         return new BtfStruct(name, t->size_or_type, list);
+    }
+
+    /// <summary>The enum called <paramref name="name"/> (32-bit BTF_KIND_ENUM), or null.</summary>
+    public unsafe BtfEnum? FindEnum(string name)
+    {
+        int id = Interop.LibBpf.btf__find_by_name_kind(_handle, name, Interop.LibBpf.BtfKindEnum);
+        if (id <= 0)
+            return null;
+        var t = Interop.LibBpf.btf__type_by_id(_handle, (uint)id);
+        int vlen = (int)(t->info & 0xffff);
+        bool signed = (t->info >> 31) != 0; // kind_flag: signed values (BTF since Linux 6.0; older objects leave it 0)
+        var values = (Interop.LibBpf.btf_enum*)(t + 1);
+        var list = new List<KeyValuePair<string, long>>(vlen);
+        for (int i = 0; i < vlen; i++)
+            list.Add(new(Name(values[i].name_off), signed ? values[i].val : (uint)values[i].val));
+        return new BtfEnum(name, signed, list);
     }
 
     private unsafe string Name(uint offset) =>

@@ -435,9 +435,11 @@ public sealed class ManifestSourceTests : IAsyncLifetime
         var snapshot = _store.Snapshot();
         Assert.Equal(["default/echo-manual"], snapshot.EndpointSlices.Keys.ToList());
         Assert.Equal("10.96.0.42", snapshot.Services["default/echo"].Spec.ClusterIP);
-        var error = Assert.Single(source.Errors);
-        Assert.Equal((_dir.File("b-dup.yaml"), "Service default/echo"), (error.File, error.Object));
-        Assert.Contains("already defined in a-echo.yaml", error.Message);
+        var error = Assert.Single(source.Errors, e => e.File == _dir.File("b-dup.yaml"));
+        Assert.Equal("Service default/echo", error.Object);
+        Assert.Contains("also defined in a-echo.yaml", error.Message);
+        Assert.Contains("ignored", error.Message);
+        Assert.Contains(source.Errors, e => e.File == _dir.File("a-echo.yaml") && e.Message.Contains("also defined in b-dup.yaml"));
     }
 
     [Fact]

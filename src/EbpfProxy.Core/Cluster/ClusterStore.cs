@@ -1,4 +1,6 @@
 using System.Collections.Immutable;
+using System.Runtime.CompilerServices;
+using System.Text.Json.Nodes;
 using k8s;
 using k8s.Models;
 
@@ -294,15 +296,28 @@ public sealed class ClusterStore
         return builder.ToImmutable();
     }
 
-    // Objects from the API carry a resourceVersion; manifest objects do not, so compare content.
+    /// <summary>
+    /// Equal when what the proxy keeps of them is equal, resourceVersion aside (issue 14 item 9).
+    /// A resourceVersion says nothing in standalone mode (a file exported with `kubectl get -o
+    /// yaml` keeps the one it was exported with when edited), and from the API it moves on every
+    /// status write, most of which change nothing the trimmed object holds: comparing it would
+    /// miss edits in the first case and cost a sync per status update in the second.
+    /// </summary>
     private static bool SameContent<T>(T a, T b) where T : IKubernetesObject<V1ObjectMeta>
     {
         if (ReferenceEquals(a, b))
             return true;
-        var ra = a.Metadata?.ResourceVersion;
-        var rb = b.Metadata?.ResourceVersion;
-        if (!string.IsNullOrEmpty(ra) && !string.IsNullOrEmpty(rb))
-            return ra == rb;
-        return KubernetesJson.Serialize(a) == KubernetesJson.Serialize(b);
+        return ContentOf(a) == ContentOf(b);
     }
+
+    // The stored object's canonical text is kept beside it, so each update serializes only the newcomer.
+    private static readonly ConditionalWeakTable<object, string> Contents = new();
+
+    private static string ContentOf(IKubernetesObject<V1ObjectMeta> obj) =>
+        Contents.GetValue(obj, static o =>
+        {
+            var node = JsonNode.Parse(KubernetesJson.Serialize(o))!;
+            (node["metadata"] as JsonObject)?.Remove("resourceVersion");
+            return node.ToJsonString();
+        });
 }

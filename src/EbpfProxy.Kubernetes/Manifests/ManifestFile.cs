@@ -23,6 +23,9 @@ public sealed record ManifestFile(
 
     /// <summary>Valid Namespaces (cluster-scoped): their labels feed namespaceSelectors.</summary>
     public ImmutableArray<V1Namespace> Namespaces { get; init; } = [];
+
+    /// <summary>Valid Nodes (cluster-scoped): the daemon's own supplies its addresses and zone in standalone mode.</summary>
+    public ImmutableArray<V1Node> Nodes { get; init; } = [];
 }
 
 /// <summary>A document whose kind the manifest source does not read.</summary>

@@ -38,6 +38,7 @@ public static class ManifestParser
     private const string PodApiVersion = "v1";
     private const string NetworkPolicyApiVersion = "networking.k8s.io/v1";
     private const string NamespaceApiVersion = "v1";
+    private const string NodeApiVersion = "v1";
 
     /// <summary>
     /// True for <c>*.yaml</c>, <c>*.yml</c> and <c>*.json</c> names that do not start with a dot
@@ -56,22 +57,36 @@ public static class ManifestParser
 
     /// <summary>Parses the content of one file; <paramref name="path"/> names it in errors and picks JSON or YAML.</summary>
     /// <exception cref="ManifestFormatException">The file cannot be read as a whole.</exception>
-    public static ManifestFile Parse(string path, string content)
+    public static ManifestFile Parse(string path, string content) => Parse(path, content, ManifestReadLimits.Default);
+
+    /// <summary>Parses the content of one file within <paramref name="limits"/> (aliases, nesting).</summary>
+    /// <exception cref="ManifestFormatException">The file cannot be read as a whole, or passes a limit.</exception>
+    public static ManifestFile Parse(string path, string content, ManifestReadLimits limits)
     {
         ArgumentNullException.ThrowIfNull(path);
         ArgumentNullException.ThrowIfNull(content);
+        ArgumentNullException.ThrowIfNull(limits);
 
         var collector = new Collector(path);
-        if (System.IO.Path.GetExtension(path).Equals(".json", StringComparison.OrdinalIgnoreCase))
-            ReadJson(collector, content);
-        else
-            ReadYaml(collector, content);
+        try
+        {
+            if (System.IO.Path.GetExtension(path).Equals(".json", StringComparison.OrdinalIgnoreCase))
+                ReadJson(collector, content);
+            else
+                ReadYaml(collector, content, limits);
+        }
+        catch (Exception ex) when (ex is not (ManifestFormatException or OutOfMemoryException or OperationCanceledException))
+        {
+            // YamlDotNet's scanner throws InvalidOperationException on some unterminated flow
+            // collections; whatever escapes the reader, the file is unreadable, not the folder.
+            throw new ManifestFormatException(path, null, null, $"cannot be parsed: {Innermost(ex).Message}", ex);
+        }
         return collector.Build();
     }
 
-    private static void ReadYaml(Collector collector, string content)
+    private static void ReadYaml(Collector collector, string content, ManifestReadLimits limits)
     {
-        foreach (var document in SplitYamlDocuments(collector.Path, content))
+        foreach (var document in SplitYamlDocuments(collector.Path, content, limits))
         {
             Dictionary<string, object?>? root;
             try
@@ -141,6 +156,9 @@ public static class ManifestParser
             case "Namespace":
                 AcceptTyped<V1Namespace>(collector, document, described, raw, NamespaceApiVersion, collector.Namespaces);
                 return;
+            case "Node":
+                AcceptTyped<V1Node>(collector, document, described, raw, NodeApiVersion, collector.Nodes);
+                return;
         }
 
         if (header.Kind.EndsWith("List", StringComparison.Ordinal) && raw.Items() is { } items)
@@ -196,7 +214,7 @@ public static class ManifestParser
     }
 
     /// <summary>Cuts a YAML stream into its documents, each with its 1-based index and first line.</summary>
-    private static List<YamlDocumentText> SplitYamlDocuments(string path, string content)
+    private static List<YamlDocumentText> SplitYamlDocuments(string path, string content, ManifestReadLimits limits)
     {
         var documents = new List<YamlDocumentText>();
         var parser = new Parser(new StringReader(content));
@@ -207,8 +225,11 @@ public static class ManifestParser
             while (parser.Current is DocumentStart start)
             {
                 index++;
+                var guard = new ExpansionGuard(limits);
                 while (parser.Current is not DocumentEnd)
                 {
+                    if (guard.Observe(parser.Current) is { } refused)
+                        throw new ManifestFormatException(path, index, null, refused);
                     if (!parser.MoveNext())
                         throw new YamlException(start.Start, start.End, "document is not terminated");
                 }
@@ -228,6 +249,65 @@ public static class ManifestParser
             throw new ManifestFormatException(path, Math.Max(index, 1), null, YamlReason(ex, firstLine: 1), ex);
         }
         return documents;
+    }
+
+    /// <summary>
+    /// Follows one document's parse events and refuses it before the deserializer sees it when
+    /// it nests deeper than <see cref="ManifestReadLimits.MaxDepth"/> or its aliases would expand
+    /// to more than <see cref="ManifestReadLimits.MaxAliasNodes"/> nodes (a "billion laughs"
+    /// document of a kilobyte expands to a billion strings). Each node's expanded size is summed
+    /// as its collection closes, saturating, so the count itself stays cheap.
+    /// </summary>
+    private sealed class ExpansionGuard(ManifestReadLimits limits)
+    {
+        private readonly Dictionary<string, long> _anchorSizes = new(StringComparer.Ordinal);
+        private readonly Stack<(string? Anchor, long Size)> _open = new();
+        private long _aliasNodes;
+
+        /// <summary>Null while within the limits; otherwise why the document is refused.</summary>
+        public string? Observe(ParsingEvent? current)
+        {
+            switch (current)
+            {
+                case AnchorAlias alias:
+                    var size = _anchorSizes.GetValueOrDefault(alias.Value.Value, 1);
+                    _aliasNodes = Saturate(_aliasNodes + size);
+                    if (_aliasNodes > limits.MaxAliasNodes)
+                        return $"line {alias.Start.Line}: YAML aliases expand to more than {limits.MaxAliasNodes:N0} nodes (an alias bomb?); the file is not read";
+                    AddToParent(size);
+                    return null;
+                case Scalar scalar:
+                    if (!scalar.Anchor.IsEmpty)
+                        _anchorSizes[scalar.Anchor.Value] = 1;
+                    AddToParent(1);
+                    return null;
+                case SequenceStart or MappingStart:
+                    var anchor = ((NodeEvent)current).Anchor;
+                    _open.Push((anchor.IsEmpty ? null : anchor.Value, 1));
+                    return _open.Count > limits.MaxDepth
+                        ? $"line {current.Start.Line}: YAML nested deeper than {limits.MaxDepth} levels; the file is not read"
+                        : null;
+                case SequenceEnd or MappingEnd when _open.Count > 0:
+                    var (name, total) = _open.Pop();
+                    if (name is not null)
+                        _anchorSizes[name] = total;
+                    AddToParent(total);
+                    return null;
+                default:
+                    return null;
+            }
+        }
+
+        private void AddToParent(long size)
+        {
+            if (_open.Count > 0)
+            {
+                var (anchor, total) = _open.Pop();
+                _open.Push((anchor, Saturate(total + size)));
+            }
+        }
+
+        private long Saturate(long value) => Math.Min(value, limits.MaxAliasNodes + 1);
     }
 
     private static string YamlReason(Exception ex, int firstLine)
@@ -374,6 +454,7 @@ public static class ManifestParser
         public List<V1Pod> Pods { get; } = [];
         public List<V1NetworkPolicy> NetworkPolicies { get; } = [];
         public List<V1Namespace> Namespaces { get; } = [];
+        public List<V1Node> Nodes { get; } = [];
         public List<ManifestError> Errors { get; } = [];
         public List<IgnoredManifest> Ignored { get; } = [];
 
@@ -387,6 +468,7 @@ public static class ManifestParser
         {
             NetworkPolicies = [.. NetworkPolicies],
             Namespaces = [.. Namespaces],
+            Nodes = [.. Nodes],
         };
     }
 }

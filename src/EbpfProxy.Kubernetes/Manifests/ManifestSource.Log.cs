@@ -51,6 +51,10 @@ public sealed partial class ManifestSource
             Message = "Watching {Directory} again")]
         public static partial void WatcherRestored(ILogger logger, string directory);
 
+        [LoggerMessage(EventId = 3012, Level = LogLevel.Information,
+            Message = "{File} now lacks objects it had; keeping them until the file stays unchanged for {SettleTime} (a rewrite in progress?)")]
+        public static partial void SettlePending(ILogger logger, string file, TimeSpan settleTime);
+
         [LoggerMessage(EventId = 3011, Level = LogLevel.Error,
             Message = "Unexpected failure reading manifest directory {Directory}; the store keeps its content")]
         public static partial void ReadFailed(ILogger logger, string directory, Exception exception);

@@ -52,6 +52,8 @@ public sealed partial class ManifestSource : BackgroundService
     private long _lastReadTimestamp;
     private bool _synced;
     private bool _directoryProblemReported;
+    private readonly Dictionary<string, string> _owners = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, Task<(string Content, (ManifestFile? File, ManifestError? Error)? Parsed)>> _slowReads = new(StringComparer.Ordinal);
 
     private volatile ManifestError[] _errors = [];
     private long _readCount;
@@ -160,7 +162,7 @@ public sealed partial class ManifestSource : BackgroundService
             lock (_readGate)
             {
                 var due = _time.GetElapsedTime(_lastReadTimestamp) >= _options.FullReadInterval;
-                if (due || DirectoryFingerprint.Compute(Directory) != _lastFingerprint)
+                if (due || SettleDue() || DirectoryFingerprint.Compute(Directory) != _lastFingerprint)
                     ReadLocked();
             }
         }
@@ -208,46 +210,139 @@ public sealed partial class ManifestSource : BackgroundService
         foreach (var path in paths)
         {
             _files.TryGetValue(path, out var previous);
-            string content;
-            try
-            {
-                content = File.ReadAllText(path);
-            }
-            catch (Exception ex) when (ex is FileNotFoundException or DirectoryNotFoundException)
-            {
+            var outcome = ReadAndParse(path, previous);
+            if (outcome is null)
                 continue; // removed since the listing (or a dangling symlink): as if deleted
-            }
-            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
-            {
-                var readFailure = new ManifestError(path, null, null, $"cannot read the file: {ex.Message}{Kept(previous?.Good)}");
-                next[path] = previous is null
-                    ? new FileEntry(null, null, null, readFailure)
-                    : previous with { ReadFailure = readFailure };
-                continue;
-            }
-
-            if (previous is not null && previous.Content == content)
-            {
-                next[path] = previous with { ReadFailure = null };
-                continue;
-            }
-            try
-            {
-                var parsed = ManifestParser.Parse(path, content);
-                foreach (var ignored in parsed.Ignored)
-                    Log.IgnoredKind(_logger, ignored.Kind, ignored.ApiVersion, ignored.Name ?? "", path, ignored.Document);
-                next[path] = new FileEntry(content, parsed, null, null);
-            }
-            catch (ManifestFormatException ex)
-            {
-                var parseFailure = new ManifestError(ex.File, ex.Document, ex.ObjectName, ex.Reason + Kept(previous?.Good));
-                next[path] = new FileEntry(content, previous?.Good, parseFailure, null);
-            }
+            next[path] = outcome;
         }
+        foreach (var path in _slowReads.Keys.Where(p => !next.ContainsKey(p) && _slowReads[p].IsCompleted).ToList())
+            _slowReads.Remove(path);
         _files = next;
         Apply(started);
         FinishRead(fingerprint);
     }
+
+    /// <summary>
+    /// Reads and parses one file within the limits and the time bound, and decides what it now
+    /// contributes. Null when the file is gone.
+    /// </summary>
+    private FileEntry? ReadAndParse(string path, FileEntry? previous)
+    {
+        if (_slowReads.TryGetValue(path, out var slow))
+        {
+            if (!slow.IsCompleted)
+                return Failed(previous, new ManifestError(path, null, null,
+                    $"still being read after more than {_options.FileReadTimeout.TotalSeconds:0.#} s{Kept(previous?.Good)}"));
+            _slowReads.Remove(path);
+        }
+
+        // Read and parse off the loop's thread: a file on a stalled file system, or one that is
+        // slow to parse within the limits, costs this file a timeout, not the folder its reads.
+        var previousContent = previous?.Content;
+        // A thread of its own, not the pool's: this thread blocks on it, and pool threads that
+        // wait for pool work starve when many do (tests in parallel, a busy node).
+        var work = Task.Factory.StartNew<(string Content, (ManifestFile? File, ManifestError? Error)? Parsed)>(() =>
+        {
+            var content = ManifestFileReader.Read(path, _options.Limits);
+            return content == previousContent ? (content, null) : (content, ParseOrError(path, content));
+        }, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+        try
+        {
+            if (!work.Wait(_options.FileReadTimeout))
+            {
+                _slowReads[path] = work;
+                return Failed(previous, new ManifestError(path, null, null,
+                    $"reading and parsing took longer than {_options.FileReadTimeout.TotalSeconds:0.#} s{Kept(previous?.Good)}"));
+            }
+        }
+        catch (AggregateException)
+        {
+        }
+
+        if (work.Exception?.InnerException is { } ex)
+        {
+            return ex switch
+            {
+                FileNotFoundException or DirectoryNotFoundException => null,
+                ManifestReadException => Failed(previous, new ManifestError(path, null, null, ex.Message + Kept(previous?.Good))),
+                IOException or UnauthorizedAccessException => Failed(previous, new ManifestError(path, null, null,
+                    $"cannot read the file: {ex.Message}{Kept(previous?.Good)}")),
+                _ => Failed(previous, new ManifestError(path, null, null, $"unexpected failure reading the file: {ex.Message}{Kept(previous?.Good)}")),
+            };
+        }
+
+        var (text, parsed) = work.Result;
+        if (parsed is null)
+        {
+            // Same text as the last read. A drop of objects waiting to settle applies once the
+            // text has stayed the same for the settle time.
+            var same = previous! with { ReadFailure = null };
+            if (same.Pending is { } pending && _time.GetElapsedTime(pending.Since) >= _options.SettleTime)
+                same = same with { Good = pending.File, Pending = null };
+            return same;
+        }
+        if (parsed.Value.Error is { } parseFailure)
+            return new FileEntry(text, previous?.Good, parseFailure with { Message = parseFailure.Message + Kept(previous?.Good) }, null);
+
+        var file = parsed.Value.File!;
+        foreach (var ignored in file.Ignored)
+            Log.IgnoredKind(_logger, ignored.Kind, ignored.ApiVersion, ignored.Name ?? "", path, ignored.Document);
+        if (previous?.Good is { } good && _options.SettleTime > TimeSpan.Zero && Suspect(good, file))
+        {
+            // Truncated or half-written: the objects it no longer has stay until the new text
+            // has been stable for the settle time (issue 14 item 5: a file truncated and
+            // rewritten 0.3 s later must not delete its Service in between).
+            Log.SettlePending(_logger, path, _options.SettleTime);
+            return new FileEntry(text, good, null, null, new PendingContent(file, _time.GetTimestamp()));
+        }
+        return new FileEntry(text, file, null, null);
+    }
+
+    private static FileEntry Failed(FileEntry? previous, ManifestError readFailure) => previous is null
+        ? new FileEntry(null, null, null, readFailure)
+        : previous with { ReadFailure = readFailure };
+
+    private (ManifestFile? File, ManifestError? Error) ParseOrError(string path, string content)
+    {
+        try
+        {
+            return (ManifestParser.Parse(path, content, _options.Limits), null);
+        }
+        catch (ManifestFormatException ex)
+        {
+            return (null, new ManifestError(ex.File, ex.Document, ex.ObjectName, ex.Reason));
+        }
+    }
+
+    /// <summary>
+    /// True when <paramref name="next"/> looks like a file caught in the middle of a rewrite: it
+    /// lacks objects that <paramref name="before"/> had, and it either holds no object at all (a
+    /// truncated file) or has objects that do not validate (a half-written last object). A valid
+    /// file with fewer objects (scaling down by an edit) is not suspect and applies at once.
+    /// </summary>
+    private static bool Suspect(ManifestFile before, ManifestFile next)
+    {
+        var empty = next.Services.IsEmpty && next.EndpointSlices.IsEmpty && next.Pods.IsEmpty && next.NetworkPolicies.IsEmpty
+            && next.Namespaces.IsEmpty && next.Nodes.IsEmpty && next.Ignored.IsEmpty;
+        return (empty || !next.Errors.IsEmpty) && Drops(before, next);
+    }
+
+    /// <summary>True when <paramref name="next"/> lacks an object that <paramref name="before"/> had.</summary>
+    private static bool Drops(ManifestFile before, ManifestFile next)
+    {
+        static IEnumerable<string> Keys(ManifestFile f) =>
+            f.Services.Select(o => "Service " + ClusterStore.KeyOf(o))
+                .Concat(f.EndpointSlices.Select(o => "EndpointSlice " + ClusterStore.KeyOf(o)))
+                .Concat(f.Pods.Select(o => "Pod " + ClusterStore.KeyOf(o)))
+                .Concat(f.NetworkPolicies.Select(o => "NetworkPolicy " + ClusterStore.KeyOf(o)))
+                .Concat(f.Namespaces.Select(o => "Namespace " + ClusterStore.KeyOf(o)))
+                .Concat(f.Nodes.Select(o => "Node " + ClusterStore.KeyOf(o)));
+        var kept = Keys(next).ToHashSet(StringComparer.Ordinal);
+        return Keys(before).Any(k => !kept.Contains(k));
+    }
+
+    /// <summary>True when a file waits to settle and its time is up: the poll should read.</summary>
+    private bool SettleDue() => _files.Values.Any(f => f.Pending is { } p && _time.GetElapsedTime(p.Since) >= _options.SettleTime);
 
     /// <summary>Merges the files' objects, derives slices, and replaces the store's content.</summary>
     private void Apply(long started)
@@ -258,6 +353,7 @@ public sealed partial class ManifestSource : BackgroundService
         var pods = new Dictionary<string, (V1Pod Object, string File)>(StringComparer.Ordinal);
         var policies = new Dictionary<string, (V1NetworkPolicy Object, string File)>(StringComparer.Ordinal);
         var namespaces = new Dictionary<string, (V1Namespace Object, string File)>(StringComparer.Ordinal);
+        var nodes = new Dictionary<string, (V1Node Object, string File)>(StringComparer.Ordinal);
 
         foreach (var (path, entry) in _files)
         {
@@ -273,6 +369,7 @@ public sealed partial class ManifestSource : BackgroundService
             Merge(good.Pods, "Pod", path, pods, errors);
             Merge(good.NetworkPolicies, "NetworkPolicy", path, policies, errors);
             Merge(good.Namespaces, "Namespace", path, namespaces, errors);
+            Merge(good.Nodes, "Node", path, nodes, errors);
         }
 
         var explicitSlices = slices.Values.Select(s => s.Object).ToList();
@@ -291,9 +388,18 @@ public sealed partial class ManifestSource : BackgroundService
             allSlices.Add(slice);
         }
 
+        _owners.Clear();
+        RememberOwners("Service", services);
+        RememberOwners("EndpointSlice", slices);
+        RememberOwners("Pod", pods);
+        RememberOwners("NetworkPolicy", policies);
+        RememberOwners("Namespace", namespaces);
+        RememberOwners("Node", nodes);
+
         // Errors first: whoever reacts to the store's Changed event sees the matching Errors.
         PublishErrors(errors);
         var before = _store.Snapshot().Version;
+        _store.ReplaceKind(nodes.Values.Select(n => n.Object));
         _store.ReplaceKind(namespaces.Values.Select(n => n.Object));
         _store.ReplaceKind(policies.Values.Select(p => p.Object));
         _store.ReplaceAll(services.Values.Select(s => s.Object), allSlices, pods.Values.Select(p => p.Object));
@@ -326,21 +432,57 @@ public sealed partial class ManifestSource : BackgroundService
         }
     }
 
-    private static void Merge<T>(
+    /// <summary>
+    /// Adds one file's objects of one kind, deciding duplicates the way the API server would: the
+    /// copy created first stands (the API refuses to create a second object of the same name), so
+    /// the earlier <c>metadata.creationTimestamp</c> wins; without timestamps, the copy already in
+    /// use from the previous read stays (a new file must not take over a live Service's VIP just
+    /// because its name sorts first); only then does file order decide. Both files get an error.
+    /// </summary>
+    private void Merge<T>(
         ImmutableArray<T> objects, string kind, string path, Dictionary<string, (T Object, string File)> into, List<ManifestError> errors)
         where T : IKubernetesObject<V1ObjectMeta>
     {
         foreach (var obj in objects)
         {
             var key = ClusterStore.KeyOf(obj);
-            if (into.TryGetValue(key, out var first))
+            var id = $"{kind} {key}";
+            if (!into.TryGetValue(key, out var first))
             {
-                errors.Add(new ManifestError(path, null, $"{kind} {key}",
-                    $"already defined in {Path.GetFileName(first.File)}; this copy is ignored"));
+                into[key] = (obj, path);
                 continue;
             }
-            into[key] = (obj, path);
+            var byTime = Earlier(obj, first.Object);
+            var incumbent = _owners.TryGetValue(id, out var owner) ? owner : null;
+            var challengerWins = byTime ?? (incumbent == path && first.File != path);
+            (T Object, string File) used = challengerWins ? (obj, path) : first;
+            var ignoredFile = challengerWins ? first.File : path;
+            var why = byTime is not null ? "created earlier"
+                : incumbent == used.File ? "in use before the other appeared"
+                : "its file sorts first";
+            errors.Add(new ManifestError(ignoredFile, null, id,
+                $"also defined in {Path.GetFileName(used.File)}, whose copy is used ({why}); this copy is ignored"));
+            errors.Add(new ManifestError(used.File, null, id,
+                $"also defined in {Path.GetFileName(ignoredFile)}; this copy is used ({why}), the other is ignored"));
+            into[key] = used;
         }
+    }
+
+    /// <summary>True when <paramref name="a"/> was created before <paramref name="b"/>, false after; null when that is unknown.</summary>
+    private static bool? Earlier(IKubernetesObject<V1ObjectMeta> a, IKubernetesObject<V1ObjectMeta> b) =>
+        (a.Metadata?.CreationTimestamp, b.Metadata?.CreationTimestamp) switch
+        {
+            ({ } x, { } y) when x != y => x < y,
+            ({ }, null) => true,
+            (null, { }) => false,
+            _ => null,
+        };
+
+    /// <summary>Remembers which file each object came from, for the next read's duplicate decisions.</summary>
+    private void RememberOwners<T>(string kind, Dictionary<string, (T Object, string File)> objects)
+    {
+        foreach (var (key, (_, file)) in objects)
+            _owners[$"{kind} {key}"] = file;
     }
 
     private void FinishRead(string fingerprint)
@@ -471,5 +613,8 @@ public sealed partial class ManifestSource : BackgroundService
     }
 
     /// <summary>What is known of one file: its last content, its last good parse, and what went wrong.</summary>
-    private sealed record FileEntry(string? Content, ManifestFile? Good, ManifestError? ParseFailure, ManifestError? ReadFailure);
+    private sealed record FileEntry(string? Content, ManifestFile? Good, ManifestError? ParseFailure, ManifestError? ReadFailure, PendingContent? Pending = null);
+
+    /// <summary>A parse that drops objects, applied once the file has kept the same text since <paramref name="Since"/> for the settle time.</summary>
+    private sealed record PendingContent(ManifestFile File, long Since);
 }

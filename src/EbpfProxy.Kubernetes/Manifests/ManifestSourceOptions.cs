@@ -26,6 +26,24 @@ public sealed class ManifestSourceOptions
     /// </summary>
     public TimeSpan FullReadInterval { get; set; } = TimeSpan.FromSeconds(30);
 
+    /// <summary>
+    /// Longest time one file may take to be read and parsed. A file that takes longer (a stalled
+    /// network file system) is reported and keeps its previous content; it is not read again
+    /// until the slow read has finished.
+    /// </summary>
+    public TimeSpan FileReadTimeout { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>
+    /// How long a file that looks caught in a rewrite (it now holds no object, or an invalid one,
+    /// where it had objects before: an editor or a script truncating it before writing it again)
+    /// must stay unchanged before the objects it lost are removed. Until then the file's previous
+    /// objects stay. A valid file with fewer objects, and deleting the file, apply at once.
+    /// </summary>
+    public TimeSpan SettleTime { get; set; } = TimeSpan.FromSeconds(3);
+
+    /// <summary>Size, alias and nesting bounds for each file.</summary>
+    public ManifestReadLimits Limits { get; set; } = ManifestReadLimits.Default;
+
     /// <summary>Use a FileSystemWatcher in addition to polling. Polling alone is slower, never wrong.</summary>
     public bool UseFileSystemWatcher { get; set; } = true;
 
@@ -40,5 +58,10 @@ public sealed class ManifestSourceOptions
             throw new ArgumentOutOfRangeException(nameof(MaxDebounce), MaxDebounce, "must not be shorter than Debounce");
         if (FullReadInterval <= TimeSpan.Zero)
             throw new ArgumentOutOfRangeException(nameof(FullReadInterval), FullReadInterval, "must be positive");
+        if (FileReadTimeout <= TimeSpan.Zero)
+            throw new ArgumentOutOfRangeException(nameof(FileReadTimeout), FileReadTimeout, "must be positive");
+        if (SettleTime < TimeSpan.Zero)
+            throw new ArgumentOutOfRangeException(nameof(SettleTime), SettleTime, "must not be negative");
+        ArgumentNullException.ThrowIfNull(Limits);
     }
 }

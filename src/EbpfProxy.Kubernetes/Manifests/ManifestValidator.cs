@@ -35,8 +35,19 @@ internal static class ManifestValidator
             V1EndpointSlice slice => ValidateEndpointSlice(slice),
             V1Pod pod => ValidatePod(pod),
             V1NetworkPolicy policy => policy.Spec is null ? "spec is required" : null,
+            V1Node node => ValidateNode(node),
             _ => null,
         };
+    }
+
+    private static string? ValidateNode(V1Node node)
+    {
+        foreach (var address in node.Status?.Addresses ?? [])
+        {
+            if (address.Type is "InternalIP" or "ExternalIP" && !IPText.IsValid(address.Address))
+                return $"status.addresses {address.Type} {address.Address} is not an IP address";
+        }
+        return null;
     }
 
     private static string? ValidateService(V1Service service)

@@ -7,6 +7,7 @@ internal static partial class Interop
     internal static unsafe partial class LibBpf
     {
         internal const uint BtfKindStruct = 4;
+        internal const uint BtfKindEnum = 6;
 
         [StructLayout(LayoutKind.Sequential)]
         internal struct btf_type
@@ -22,6 +23,13 @@ internal static partial class Interop
             public uint name_off;
             public uint type;
             public uint offset;
+        }
+
+        [StructLayout(LayoutKind.Sequential)]
+        internal struct btf_enum
+        {
+            public uint name_off;
+            public int val;
         }
 
         [LibraryImport(Libraries.LibBpf, EntryPoint = "btf__parse_elf", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
