@@ -14,13 +14,20 @@ namespace EbpfProxy.E2E.Tests;
 public class RestartTests(ITestOutputHelper output)
 {
     /// <summary>The pinned config maps and the service map's size: what decides a packet's fate besides the entries.</summary>
-    private static (LbConfig Config, LbNatConfig Nat, LbHostConfig Host, int Services) ReadPinned(ProxyScenario s)
+    private static Pinned ReadPinned(ProxyScenario s)
     {
         using var maps = LbMaps.OpenPinned(s.PinPath);
         maps.Config.TryLookup(0u, out var config);
         maps.NatConfig.TryLookup(0u, out var nat);
         maps.HostConfig.TryLookup(0u, out var host);
-        return (config, nat, host, maps.Lb4Services.Keys().Count());
+        return new Pinned(config, nat, host, maps.Lb4Services.Keys().Count());
+    }
+
+    private sealed record Pinned(LbConfig Config, LbNatConfig Nat, LbHostConfig Host, int Services)
+    {
+        public override string ToString() =>
+            $"service CIDR {Config.ServiceCidrBe.ToAddress()}/{Config.ServiceMaskBe.ToAddress()}, masquerade address {Nat.SnatAddrBe.ToAddress()}, " +
+            $"cluster CIDR {Nat.ClusterCidrBe.ToAddress()}/{Nat.ClusterMaskBe.ToAddress()}, flags {Nat.Flags}, netns cookie {Host.NetnsCookie}, {Services} lb4_services entries";
     }
 
     [PrivilegedFact]
