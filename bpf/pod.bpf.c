@@ -30,6 +30,7 @@
 #include "lib/parse.h"
 #include "lib/lb.h"
 #include "lib/policy.h"
+#include "lib/frag.h"
 #include "lib/metrics.h"
 #include "lib/fib.h"
 #include "lib/sock.h"
@@ -55,7 +56,8 @@ static __always_inline int verdict(struct __sk_buff *skb, const struct pkt4 *p, 
 	if (ret == TC_ACT_OK && out->redirect && !trace)
 		ret = fib_redirect4(skb, out->saddr, out->daddr);
 
-	if (reason == REASON_REJECT_NO_ENDPOINT || reason == REASON_REJECT_NO_PORT) {
+	/* No ICMP error about a later fragment (RFC 1122 3.2.2): dropped only. */
+	if ((reason == REASON_REJECT_NO_ENDPOINT || reason == REASON_REJECT_NO_PORT) && p->frag != PKT_FRAG_LATER) {
 		ret = reject4(skb, p);
 		if (ret < 0) {
 			reason = REASON_DROP_REJECT_FAILED;
@@ -79,16 +81,38 @@ static __always_inline int hook(struct __sk_buff *skb, __u32 dir, enum lb_source
 	struct lb_out out = {};
 	bool trace = skb->mark == TRACE_MARK;
 	struct pkt4 p = {};
+	bool towards_node = dir == METRICS_DIR_INGRESS;
+	enum parse_result parsed = parse_ipv4(skb, &p);
+	int frag_policy = 0;
 	__u32 reason;
 
-	switch (parse_ipv4(skb, &p)) {
+	if (parsed == PARSE_FRAGMENT) {
+		frag_policy = frag4_later(&p, towards_node);
+		if (frag_policy >= 0)
+			parsed = PARSE_OK;
+	} else if (parsed == PARSE_OK && p.frag == PKT_FRAG_FIRST && !trace) {
+		frag4_first(&p);
+	}
+
+	switch (parsed) {
 	case PARSE_OK:
-		reason = dir == METRICS_DIR_INGRESS ? lb4_from_client(skb, &p, &tr, trace, source, &out)
-						    : lb4_to_client(skb, &p, &tr, trace);
+		reason = towards_node ? lb4_from_client(skb, &p, &tr, trace, source, &out) : lb4_to_client(skb, &p, &tr, trace);
 		/* NetworkPolicy belongs to pods: a local pod's ingress is judged at its
-		 * to_pod whichever way the packet came in. */
-		if (source == LB_FROM_POD)
-			reason = policy4_enforce(skb, &p, reason, dir == METRICS_DIR_INGRESS, &tr, trace);
+		 * to_pod whichever way the packet came in. A later fragment follows
+		 * its first. */
+		if (source != LB_FROM_POD)
+			break;
+		if (p.frag == PKT_FRAG_LATER) {
+			if (frag_policy > 0 && reason < REASON_DROP_MIN)
+				reason = frag_policy;
+			break;
+		}
+		reason = policy4_enforce(skb, &p, reason, towards_node, &tr, trace);
+		if (p.frag == PKT_FRAG_FIRST && !trace)
+			frag4_note_policy(&p, reason, towards_node);
+		break;
+	case PARSE_FRAGMENT:
+		reason = frag4_unknown(&p, source, towards_node, &tr);
 		break;
 	case PARSE_INVALID:
 		reason = REASON_DROP_INVALID;
@@ -96,7 +120,7 @@ static __always_inline int hook(struct __sk_buff *skb, __u32 dir, enum lb_source
 	default:
 		reason = REASON_PASS_UNSUPPORTED;
 		if (source == LB_FROM_POD)
-			reason = policy4_unparsed(skb, reason, dir == METRICS_DIR_INGRESS, &tr);
+			reason = policy4_unparsed(skb, reason, towards_node, &tr);
 		break;
 	}
 	return verdict(skb, &p, reason, dir, &tr, trace, &out);

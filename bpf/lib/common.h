@@ -50,6 +50,9 @@
 #ifndef POL_ENDPOINTS_MAX
 #define POL_ENDPOINTS_MAX 16384
 #endif
+#ifndef FRAG4_MAX
+#define FRAG4_MAX 8192
+#endif
 #ifndef POL_RULES_MAX
 #define POL_RULES_MAX 262144
 #endif

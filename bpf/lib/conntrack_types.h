@@ -41,6 +41,25 @@ struct ct_entry {
 	__u64 packets;
 };
 
+/* Key of frag4: one fragmented datagram as a hook sees it (lib/frag.h). */
+struct frag4_key {
+	__be32 saddr_be;
+	__be32 daddr_be;
+	__be16 id_be; /* IP identification */
+	__u8 proto;
+	__u8 pad;
+};
+
+/* Value of frag4: the ports its first fragment carried, and the policy drop
+ * reason (enum reason, 0 = none) that fragment got at from_pod / to_pod. */
+struct frag4_entry {
+	__be16 sport_be;
+	__be16 dport_be;
+	__u8 from_pod_reason;
+	__u8 to_pod_reason;
+	__u16 pad;
+};
+
 /*
  * Value of snat4, the masquerade table beside ct4 (both keyed by ct4_key).
  * A masqueraded connection keeps its two ct4 entries keyed as if it were not

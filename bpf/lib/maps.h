@@ -138,6 +138,15 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } ct4 SEC(".maps");
 
+/* Fragmented datagrams: the first fragment's ports for the later ones (frag.h). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct frag4_key);
+	__type(value, struct frag4_entry);
+	__uint(max_entries, FRAG4_MAX);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} frag4 SEC(".maps");
+
 /* Dropped packets for `ebpf-proxy observe` (struct drop_event records). */
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);

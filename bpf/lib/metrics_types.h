@@ -16,7 +16,7 @@ enum reason {
 	REASON_FWD_SERVICE_ESTABLISHED = 2, /* tracked flow, DNAT applied */
 	REASON_FWD_REVNAT = 3, /* reply, source rewritten to the frontend */
 	REASON_PASS_NOT_SERVICE = 4, /* not addressed to a frontend, untouched */
-	REASON_PASS_UNSUPPORTED = 5, /* not IPv4 TCP/UDP, or a later fragment */
+	REASON_PASS_UNSUPPORTED = 5, /* not IPv4 TCP/UDP/SCTP, or a later fragment of an unknown datagram nothing here concerns */
 	REASON_FWD_SERVICE_RESELECTED = 6, /* tracked flow whose backend vanished */
 	REASON_FWD_SNAT_REVERSE = 7, /* reply of a masqueraded flow, both rewrites undone */
 
@@ -36,6 +36,7 @@ enum reason {
 	REASON_DROP_POLICY_EGRESS = 140, /* NetworkPolicy: the source pod's egress admits no such flow */
 	REASON_DROP_SOURCE_RANGE = 141, /* LB ingress IP, client outside loadBalancerSourceRanges */
 	REASON_DROP_SNAT_PORT = 142, /* masquerade: no free node port for this flow */
+	REASON_DROP_FRAG_NOT_FOUND = 143, /* a later fragment whose first was not seen, where a translation or an isolated pod is involved */
 	REASON_MAX = 256,
 };
 

@@ -46,7 +46,8 @@ static __always_inline int nat4_rewrite(struct __sk_buff *skb, const struct pkt4
 	if (sctp && old_port != new_port)
 		return -EOPNOTSUPP_SCTP;
 	if (old_addr != new_addr) {
-		if (!sctp) {
+		/* A later fragment (l4_off 0) has no L4 header: its checksum is in the first. */
+		if (!sctp && p->l4_off) {
 			ret = bpf_l4_csum_replace(skb, csum_off, old_addr, new_addr,
 						  l4_flags | BPF_F_PSEUDO_HDR | sizeof(new_addr));
 			if (ret < 0)
@@ -59,7 +60,7 @@ static __always_inline int nat4_rewrite(struct __sk_buff *skb, const struct pkt4
 		if (ret < 0)
 			return ret;
 	}
-	if (old_port != new_port) {
+	if (old_port != new_port && p->l4_off) {
 		ret = bpf_l4_csum_replace(skb, csum_off, old_port, new_port, l4_flags | sizeof(new_port));
 		if (ret < 0)
 			return ret;

@@ -106,7 +106,7 @@ static __always_inline __u32 policy4_enforce(struct __sk_buff *skb, const struct
 		return reason;
 	tr->policy_endpoint = ep->endpoint_id;
 	/* The service path rewrote the packet: read the flow as translated. */
-	if (reason != REASON_PASS_NOT_SERVICE && parse_ipv4(skb, &post) != PARSE_OK)
+	if (reason != REASON_PASS_NOT_SERVICE && parse_ipv4_linear(skb, &post) != PARSE_OK)
 		return REASON_DROP_INVALID;
 
 	/* The real peer: where the pod's packet goes after translation, or who sent
@@ -165,10 +165,9 @@ static __always_inline __u32 policy4_enforce(struct __sk_buff *skb, const struct
 }
 
 /*
- * IPv4 packets the service path does not parse: ICMP, other protocols and
- * fragments. An isolated pod admits, in the isolated direction:
- *  - fragments of TCP/UDP/SCTP (the first fragment carries the ports but is
- *    not tracked here: fragments are not judged, see bpf/README.md "Limits");
+ * IPv4 packets the service path does not parse: ICMP and other protocols
+ * (fragments of TCP/UDP/SCTP are judged like their first, lib/frag.h). An
+ * isolated pod admits, in the isolated direction:
  *  - ICMP errors (destination unreachable, time exceeded, parameter problem),
  *    which the kernel only delivers to the sockets of connections they name
  *    (path MTU discovery of an admitted connection keeps working);
@@ -197,14 +196,12 @@ static __always_inline __u32 policy4_unparsed(struct __sk_buff *skb, __u32 reaso
 	if (!ep || !(ep->flags & (from_pod ? POL_EP_F_EGRESS_ISOLATED : POL_EP_F_INGRESS_ISOLATED)))
 		return reason;
 	tr->policy_endpoint = ep->endpoint_id;
-	if (ip->protocol == IPPROTO_TCP || ip->protocol == IPPROTO_UDP || ip->protocol == IPPROTO_SCTP)
-		return reason; /* a fragment */
 	if (ip->protocol == IPPROTO_ICMP && ip->ihl == 5) {
-		__u8 *type = (void *)(ip + 1);
+		__u8 type = 0;
 
-		if ((void *)(type + 1) > data_end)
-			return reason;
-		if (*type == 3 || *type == 11 || *type == 12)
+		/* Read with a helper: the ICMP header may be outside the linear area. */
+		if (bpf_skb_load_bytes(skb, sizeof(struct ethhdr) + sizeof(struct iphdr), &type, 1) == 0 &&
+		    (type == 3 || type == 11 || type == 12))
 			return reason;
 	}
 	identity = policy_identity_of(peer);

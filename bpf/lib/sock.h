@@ -12,6 +12,15 @@
  * with the node's address, which is what masquerading gives it. Only sockets
  * of the namespace named in lb_host_config are touched: pods have their own
  * namespaces and keep the tc path.
+ *
+ * The rules of the tc path apply, with the same reasons, counted in the
+ * metrics map (direction ingress, no bytes): an address inside --service-cidr
+ * that is no ClusterIP fails with EHOSTUNREACH (unallocated_service_ip), a
+ * ClusterIP on a port it does not define with ECONNREFUSED
+ * (reject_undefined_port), and a LoadBalancer frontend whose
+ * loadBalancerSourceRanges exclude the node with EPERM (lb_source_range). The
+ * node's source is the socket's bound address, else the masquerade address
+ * (the node's primary address, which the connection leaves with).
  */
 #ifndef EBPF_PROXY_SOCK_H
 #define EBPF_PROXY_SOCK_H
@@ -24,6 +33,39 @@
 #ifndef EHOSTUNREACH
 #define EHOSTUNREACH 113
 #endif
+#ifndef EPERM
+#define EPERM 1
+#endif
+
+/* Counts a socket hook's decision under the tc path's reason (no packet, no bytes). */
+static __always_inline void sock4_count(__u32 reason)
+{
+	__u32 idx = (reason & (REASON_MAX - 1)) * METRICS_DIR_MAX + METRICS_DIR_INGRESS;
+	struct metrics_value *v = bpf_map_lookup_elem(&metrics, &idx);
+
+	if (v)
+		v->packets++;
+}
+
+/* Fails the call with -err, counting the reason. */
+static __always_inline int sock4_fail(__u32 reason, int err)
+{
+	sock4_count(reason);
+	bpf_set_retval(-err);
+	return 0;
+}
+
+/* The address a node socket's packets leave with (see above). */
+static __always_inline __be32 sock4_source(struct bpf_sock_addr *ctx)
+{
+	struct bpf_sock *sk = ctx->sk;
+	struct lb_nat_config *nat;
+
+	if (sk && sk->src_ip4)
+		return sk->src_ip4;
+	nat = lb_nat_config_get();
+	return nat ? nat->snat_addr_be : 0;
+}
 
 static __always_inline bool sock4_ours(struct bpf_sock_addr *ctx)
 {
@@ -52,12 +94,22 @@ static __always_inline int sock4_translate(struct bpf_sock_addr *ctx)
 	p.proto = ctx->protocol;
 	svc = lb4_lookup_service(&p, LB_SCOPE_EXTERNAL);
 	if (!svc) {
-		/* A known ClusterIP on a port it does not define: refused, as the tc path rejects. */
-		if (lb4_is_cluster_ip(p.daddr)) {
-			bpf_set_retval(-ECONNREFUSED);
-			return 0;
-		}
+		struct trace_record tr = {};
+		__u32 reason = lb4_no_frontend(&p, &tr);
+
+		/* A known ClusterIP on a port it does not define: refused, as the tc path
+		 * rejects; an unallocated address of the service CIDR: unreachable, as
+		 * the tc path drops. */
+		if (reason == REASON_REJECT_NO_PORT)
+			return sock4_fail(reason, ECONNREFUSED);
+		if (reason == REASON_DROP_UNALLOCATED_VIP)
+			return sock4_fail(reason, EHOSTUNREACH);
 		return 1;
+	}
+	if (svc->flags & LB_SVC_F_SOURCE_RANGES) {
+		p.saddr = sock4_source(ctx);
+		if (!lb4_source_allowed(&p))
+			return sock4_fail(REASON_DROP_SOURCE_RANGE, EPERM);
 	}
 	/* The node is no external client: eTP Local's cluster-wide set. */
 	if (svc->flags & LB_SVC_F_TWO_SCOPES) {
@@ -72,8 +124,9 @@ static __always_inline int sock4_translate(struct bpf_sock_addr *ctx)
 	if (!backend_id) {
 		/* REJECT, or DROP for a Local policy without local endpoint: a socket
 		 * cannot wait for a timeout, so it fails at once either way. */
-		bpf_set_retval((svc->flags & LB_SVC_F_DROP_NO_LOCAL) ? -EHOSTUNREACH : -ECONNREFUSED);
-		return 0;
+		if (svc->flags & LB_SVC_F_DROP_NO_LOCAL)
+			return sock4_fail(REASON_DROP_NO_LOCAL_ENDPOINT, EHOSTUNREACH);
+		return sock4_fail(REASON_REJECT_NO_ENDPOINT, ECONNREFUSED);
 	}
 	be = bpf_map_lookup_elem(&lb4_backends, &backend_id);
 	if (!be)

@@ -48,6 +48,7 @@ public class ConstantTests
             V("REASON_DROP_POLICY_EGRESS", Reason.PolicyEgressDenied),
             V("REASON_DROP_SOURCE_RANGE", Reason.DropSourceRange),
             V("REASON_DROP_SNAT_PORT", Reason.DropSnatPort),
+            V("REASON_DROP_FRAG_NOT_FOUND", Reason.DropFragmentNotFound),
             V("REASON_MAX", ReasonInfo.Max),
         ], [typeof(Reason)]),
         new("metrics_dir",

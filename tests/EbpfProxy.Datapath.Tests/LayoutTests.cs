@@ -29,6 +29,8 @@ public class LayoutTests
         { "lb_nat_config", typeof(LbNatConfig) },
         { "lb4_src_range_key", typeof(Lb4SrcRangeKey) },
         { "snat4_entry", typeof(Snat4Entry) },
+        { "frag4_key", typeof(Frag4Key) },
+        { "frag4_entry", typeof(Frag4Entry) },
         { "lb_host_config", typeof(LbHostConfig) },
         { "lb4_sock_key", typeof(Lb4SockKey) },
         { "lb4_sock_value", typeof(Lb4SockValue) },

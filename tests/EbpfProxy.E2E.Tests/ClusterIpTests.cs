@@ -19,6 +19,20 @@ public class ClusterIpTests(ITestOutputHelper output)
     }
 
     [PrivilegedFact]
+    public async Task A4KUdpDatagramCrossesTheClusterIpInFragmentsBothWays()
+    {
+        await using var s = await ProxyScenario.StartAsync(output, 1, ["echo-1"]);
+        // Every link has the default 1500-byte MTU: request and reply leave in three fragments each,
+        // and only the first carries the ports (bpf/lib/frag.h).
+        var payload = string.Concat(Enumerable.Range(0, 4096).Select(i => (char)('a' + (i % 26))));
+
+        var (reply, from) = await UdpProbe.RequestAsync(s.Client.Ns, ProxyScenario.Vip, ProxyScenario.ServicePort, payload, TimeSpan.FromSeconds(5));
+
+        Assert.Equal(new IPEndPoint(ProxyScenario.Vip, ProxyScenario.ServicePort), from);
+        Assert.Equal($"echo-1 {payload}", reply);
+    }
+
+    [PrivilegedFact]
     public async Task ScalingIsFollowedWithinASecondWithoutBreakingSurvivingConnections()
     {
         await using var s = await ProxyScenario.StartAsync(output, 3, ["echo-1", "echo-2", "echo-3"]);

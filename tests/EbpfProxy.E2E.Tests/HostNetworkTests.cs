@@ -52,6 +52,61 @@ public class HostNetworkTests(ITestOutputHelper output)
     }
 
     [PrivilegedFact]
+    public async Task HostProcessesMeetTheSourceRangesAndTheServiceCidrAsPodsDo()
+    {
+        await using var s = await ProxyScenario.StartAsync(output, 1, ["echo-1"], ["--service-cidr", "10.96.0.0/16"]);
+        // Two LoadBalancer services on the echo pod: one admits every source, one only a range
+        // the node is not in.
+        s.WriteExtraManifest("lb.yaml", """
+            apiVersion: v1
+            kind: Service
+            metadata: {name: lb-open, namespace: default}
+            spec:
+              type: LoadBalancer
+              clusterIP: 10.96.0.60
+              selector: {app: echo}
+              loadBalancerSourceRanges: [0.0.0.0/0]
+              ports: [{name: tcp, port: 80, targetPort: 8080, nodePort: 30081, protocol: TCP}]
+            status: {loadBalancer: {ingress: [{ip: 198.51.100.60}]}}
+            ---
+            apiVersion: v1
+            kind: Service
+            metadata: {name: lb-closed, namespace: default}
+            spec:
+              type: LoadBalancer
+              clusterIP: 10.96.0.61
+              selector: {app: echo}
+              loadBalancerSourceRanges: [203.0.113.0/24]
+              ports: [{name: tcp, port: 80, targetPort: 8080, nodePort: 30082, protocol: TCP}]
+            status: {loadBalancer: {ingress: [{ip: 198.51.100.61}]}}
+            """);
+        await WaitForHooksAsync(s);
+        var deadline = System.Diagnostics.Stopwatch.StartNew();
+        CommandResult open;
+        while (true)
+        {
+            open = await s.Cgroup.RunAsync(s.NodeNs, "exec 3<>/dev/tcp/198.51.100.60/80 && echo hi >&3 && timeout 2 head -n1 <&3");
+            if (open.ExitCode == 0 || deadline.Elapsed > TimeSpan.FromSeconds(10))
+                break;
+            await Task.Delay(200); // the LB services are not programmed yet
+        }
+        output.WriteLine($"open LB: exit {open.ExitCode} {open.Stdout.Trim()} {open.Stderr.Trim()}");
+        Assert.Equal("echo-1 hi", open.Stdout.Trim());
+
+        // Excluded by loadBalancerSourceRanges: EPERM at connect(), as the tc path drops.
+        var closed = await s.Cgroup.RunAsync(s.NodeNs, "exec 3<>/dev/tcp/198.51.100.61/80");
+        output.WriteLine($"closed LB: exit {closed.ExitCode} {closed.Stderr.Trim()}");
+        Assert.NotEqual(0, closed.ExitCode);
+        Assert.Contains("not permitted", closed.Stderr, StringComparison.OrdinalIgnoreCase);
+
+        // Inside --service-cidr but no ClusterIP: EHOSTUNREACH at once, as the tc path drops.
+        var unallocated = await s.Cgroup.RunAsync(s.NodeNs, "exec 3<>/dev/tcp/10.96.0.99/80");
+        output.WriteLine($"unallocated: exit {unallocated.ExitCode} {unallocated.Stderr.Trim()}");
+        Assert.NotEqual(0, unallocated.ExitCode);
+        Assert.Contains("no route to host", unallocated.Stderr, StringComparison.OrdinalIgnoreCase);
+    }
+
+    [PrivilegedFact]
     public async Task ARestartedDaemonTakesOverItsPinnedSocketHooks()
     {
         await using var s = await ProxyScenario.StartAsync(output, 1, ["echo-1"]);

@@ -59,3 +59,25 @@ public struct Snat4Entry
     public Be16 PortBe;
     public ushort Pad;
 }
+
+/// <summary>struct frag4_key: one fragmented datagram as a hook sees it (bpf/lib/frag.h).</summary>
+[StructLayout(LayoutKind.Sequential)]
+public struct Frag4Key
+{
+    public Be32Address SaddrBe;
+    public Be32Address DaddrBe;
+    public Be16 IdBe;
+    public byte Proto;
+    public byte Pad;
+}
+
+/// <summary>struct frag4_entry: the first fragment's ports and the policy drop it got per pod hook.</summary>
+[StructLayout(LayoutKind.Sequential)]
+public struct Frag4Entry
+{
+    public Be16 SportBe;
+    public Be16 DportBe;
+    public byte FromPodReason;
+    public byte ToPodReason;
+    public ushort Pad;
+}

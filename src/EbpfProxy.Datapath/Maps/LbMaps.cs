@@ -23,6 +23,7 @@ public sealed class LbMaps : IDisposable
     public const string HostConfigMap = "lb_host_config";
     public const string SockRevNatMap = "lb4_sock_revnat";
     public const string DropEventsMap = "drop_events";
+    public const string FragmentMap = "frag4";
 
 
     private readonly IReadOnlyList<IDisposable> _owned;

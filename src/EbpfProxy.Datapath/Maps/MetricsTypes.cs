@@ -31,6 +31,8 @@ public enum Reason : byte
     PolicyEgressDenied = 140,
     DropSourceRange = 141,
     DropSnatPort = 142,
+    /// <summary>A later IP fragment whose first was not seen, where a translation or an isolated pod is involved.</summary>
+    DropFragmentNotFound = 143,
 }
 
 public enum MetricsDirection : byte
@@ -110,6 +112,7 @@ public static class ReasonInfo
         Reason.PolicyEgressDenied => "policy_egress_denied",
         Reason.DropSourceRange => "lb_source_range",
         Reason.DropSnatPort => "masquerade_port_exhausted",
+        Reason.DropFragmentNotFound => "fragment_without_first",
         _ => $"reason_{(byte)reason}",
     };
 }
