@@ -7,12 +7,17 @@ CONFIG ?= Release
 ARTIFACTS := $(CURDIR)/artifacts
 BPF_OUT := $(ARTIFACTS)/bpf
 BIN := $(ARTIFACTS)/bin
-APT_PACKAGES := clang llvm libbpf-dev libbpf1 bpftool iproute2 libelf1 linux-libc-dev make socat
+APT_PACKAGES := clang llvm libbpf-dev libbpf1 bpftool iproute2 libelf1 linux-libc-dev make socat etcd-server openssl xz-utils
+# kube-apiserver and kube-controller-manager for the real-API tests (read-only; see its README.md).
+# CI runs in a fresh clone elsewhere: point K8S_SHARED at the folder there.
+# (A worktree one level further down finds it at ../../shared/k8s.)
+K8S_SHARED ?= $(firstword $(wildcard $(CURDIR)/../shared/k8s $(CURDIR)/../../shared/k8s) $(CURDIR)/../shared/k8s)
+K8S_ASSETS := $(ARTIFACTS)/k8s
 export DOTNET_CLI_TELEMETRY_OPTOUT=1
 export DOTNET_NOLOGO=1
 export DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1
 
-.PHONY: all deps bpf build test test-unit demo bench clean
+.PHONY: all deps bpf build k8s-assets test test-unit demo bench clean soak-restarts
 
 all: build
 
@@ -38,9 +43,25 @@ build: bpf
 	$(DOTNET) publish src/EbpfProxy/EbpfProxy.csproj -c $(CONFIG) -nologo -v quiet -o $(BIN)
 	cp $(BPF_OUT)/*.bpf.o $(BIN)/
 
+## k8s-assets: the control plane of the real-API tests, envtest style: kube-apiserver and
+## kube-controller-manager decompressed from $(K8S_SHARED) into $(K8S_ASSETS) (checked against its
+## SHA256SUMS), etcd linked from the etcd-server package. The tests find the folder through
+## EBPF_PROXY_K8S_ASSETS; without it they skip (and fail under EBPF_PROXY_REQUIRE_PRIVILEGED=1).
+k8s-assets: deps
+	@if [ ! -f "$(K8S_SHARED)/SHA256SUMS" ]; then \
+		echo "k8s-assets: no $(K8S_SHARED)/SHA256SUMS (set K8S_SHARED): the real-API tests will skip" >&2; exit 0; fi; \
+	mkdir -p $(K8S_ASSETS); \
+	for b in kube-apiserver kube-controller-manager; do \
+		if ! (cd $(K8S_ASSETS) && grep " $$b\$$" "$(K8S_SHARED)/SHA256SUMS" | sha256sum -c --status 2>/dev/null); then \
+			echo "k8s-assets: $$b"; xz -dc "$(K8S_SHARED)/$$b.xz" > $(K8S_ASSETS)/$$b.tmp && chmod +x $(K8S_ASSETS)/$$b.tmp && mv $(K8S_ASSETS)/$$b.tmp $(K8S_ASSETS)/$$b; \
+			(cd $(K8S_ASSETS) && grep " $$b\$$" "$(K8S_SHARED)/SHA256SUMS" | sha256sum -c --quiet) || { rm -f $(K8S_ASSETS)/$$b; echo "k8s-assets: $$b does not match $(K8S_SHARED)/SHA256SUMS" >&2; exit 1; }; \
+		fi; \
+	done; \
+	ln -sf "$$(command -v etcd)" $(K8S_ASSETS)/etcd
+
 ## test: every test (unit, kernel, end to end); kernel tests need root.
-test: build
-	./scripts/run-tests.sh $(CONFIG)
+test: build k8s-assets
+	EBPF_PROXY_K8S_ASSETS=$${EBPF_PROXY_K8S_ASSETS:-$$( [ -x $(K8S_ASSETS)/kube-apiserver ] && echo $(K8S_ASSETS))} ./scripts/run-tests.sh $(CONFIG)
 
 ## test-unit: tests that need no privileges.
 test-unit: build

@@ -267,13 +267,16 @@ public sealed class ProxyScenario : IAsyncDisposable
         Daemon.WaitForLinesAsync("Attached the pod programs", count, TimeSpan.FromSeconds(10));
 
     /// <summary>Opens <paramref name="n"/> fresh TCP connections to the VIP and returns who answered each.</summary>
-    public async Task<List<string>> TcpRoundAsync(int n)
+    public Task<List<string>> TcpRoundAsync(int n) => TcpRoundAsync(Client.Ns, Vip, ServicePort, n);
+
+    /// <summary>Opens <paramref name="n"/> fresh TCP connections from <paramref name="from"/> to <paramref name="vip"/>:<paramref name="port"/>; each must come back from that address and echo its request; returns who answered each.</summary>
+    public static async Task<List<string>> TcpRoundAsync(NetNs from, IPAddress vip, int port, int n)
     {
         var who = new List<string>();
         for (int i = 0; i < n; i++)
         {
-            using var conn = await TcpProbe.ConnectAsync(Client.Ns, Vip, ServicePort, TimeSpan.FromSeconds(3));
-            Assert.Equal(new IPEndPoint(Vip, ServicePort), conn.RemoteEndPoint);
+            using var conn = await TcpProbe.ConnectAsync(from, vip, port, TimeSpan.FromSeconds(3));
+            Assert.Equal(new IPEndPoint(vip, port), conn.RemoteEndPoint);
             var reply = await conn.RequestAsync($"req{i}", TimeSpan.FromSeconds(3));
             Assert.EndsWith($" req{i}", reply);
             who.Add(reply.Split(' ')[0]);

@@ -34,6 +34,9 @@ public static class StaleCleanup
                 string name = Path.GetFileName(file);
                 if (IsStale(name))
                 {
+                    // Whatever still runs inside was started by that dead run (a daemon, a real control
+                    // plane's etcd or API server): by construction nothing else lives in our namespaces.
+                    KillProcessesIn(name);
                     Cmd.TryRun("ip", "netns", "delete", name);
                     if (!File.Exists(file))
                     {
@@ -70,8 +73,9 @@ public static class StaleCleanup
             }
             try
             {
-                // Non-recursive on purpose: only an empty directory (e.g. an unmounted bpffs mount point) goes.
-                Directory.Delete(dir, recursive: false);
+                // Non-recursive on purpose: only an empty directory (e.g. an unmounted bpffs mount point) goes;
+                // except a real control plane's run folder (etcd data, certificates), never a mount point.
+                Directory.Delete(dir, recursive: name.Contains("-k8s-", StringComparison.Ordinal) && !BpfFsMount.IsMountPoint(dir));
                 paths.Add(dir);
             }
             catch (IOException)
@@ -102,6 +106,23 @@ public static class StaleCleanup
             catch (Exception e)
             {
                 Console.Error.WriteLine($"[EbpfProxy.Testing] stale cleanup failed: {e.Message}");
+            }
+        }
+    }
+
+    /// <summary>SIGKILLs every process in the named namespace (<c>ip netns pids</c>).</summary>
+    private static void KillProcessesIn(string name)
+    {
+        var pids = Cmd.TryRun("ip", "netns", "pids", name);
+        if (!pids.Succeeded)
+        {
+            return;
+        }
+        foreach (string line in pids.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            if (int.TryParse(line, out int pid) && pid != Environment.ProcessId)
+            {
+                Libc.Kill(pid, Libc.SIGKILL);
             }
         }
     }

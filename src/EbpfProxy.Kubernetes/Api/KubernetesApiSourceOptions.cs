@@ -30,8 +30,8 @@ public sealed class KubernetesApiSourceOptions
     /// <inheritdoc cref="ResourceInformerOptions.PageSize"/>
     public int PageSize { get; set; } = 2000;
 
-    /// <inheritdoc cref="ResourceInformerOptions.SilentWatchTimeout"/>
-    public TimeSpan SilentWatchTimeout { get; set; } = TimeSpan.FromMinutes(5);
+    /// <inheritdoc cref="ResourceInformerOptions.SilentWatchGrace"/>
+    public TimeSpan SilentWatchGrace { get; set; } = TimeSpan.FromSeconds(30);
 
     /// <inheritdoc cref="ResourceInformerOptions.WatchTimeout"/>
     public TimeSpan WatchTimeout { get; set; } = TimeSpan.FromMinutes(5);
@@ -102,7 +102,7 @@ public sealed class KubernetesApiSourceOptions
     internal ResourceInformerOptions ToInformerOptions() => new()
     {
         PageSize = PageSize,
-        SilentWatchTimeout = SilentWatchTimeout,
+        SilentWatchGrace = SilentWatchGrace,
         WatchTimeout = WatchTimeout,
         ListRequestTimeout = ListRequestTimeout,
         InitialBackoff = InitialBackoff,

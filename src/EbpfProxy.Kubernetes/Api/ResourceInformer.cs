@@ -53,7 +53,7 @@ public interface IResourceInformer
 /// the resource version is compacted away, events were lost. LIST again; objects missing from the
 /// new listing are deleted from the store (<see cref="ClusterStore.ReplaceKind{T}"/>), which is how
 /// deletions missed while the watch was down surface.</item>
-/// <item><b>silent</b>: no event and no bookmark for <see cref="ResourceInformerOptions.SilentWatchTimeout"/>:
+/// <item><b>silent</b>: no event and no bookmark for the watch's requested timeout plus <see cref="ResourceInformerOptions.SilentWatchGrace"/>:
 /// the watch is cancelled (its connection closed) and opened again from the last resource version.</item>
 /// <item><b>error</b>: anything else (refused or dropped connection, 5xx, a timeout): back off with jitter and
 /// watch again from the last resource version; after <see cref="ResourceInformerOptions.RelistAfterWatchFailures"/>
@@ -88,6 +88,11 @@ public sealed class ResourceInformer<T, TList> : IResourceInformer
 
     // A watch that ended by itself sooner than this without any event is not evidence of health.
     private static readonly TimeSpan MinHealthyWatch = TimeSpan.FromSeconds(1);
+
+    // A watch that failed after living this long (events or not) was a success until then: the next
+    // attempt starts from the initial backoff again. client-go's reflector does the same with its
+    // backoff manager's reset interval (a backoff not needed for a while starts over).
+    internal static readonly TimeSpan HealthyWatchLifetime = TimeSpan.FromSeconds(10);
 
     // Restarts of a paginated list whose continue token expired, before the list counts as failed.
     private const int MaxListRestarts = 3;
@@ -201,6 +206,8 @@ public sealed class ResourceInformer<T, TList> : IResourceInformer
                         await ListUntilSuccessAsync(cancellationToken).ConfigureAwait(false);
                         relist = false;
                         watchFailures = 0;
+                        // The API answers again: an outage's grown backoff must not delay the next hiccup.
+                        _backoff.Reset();
                         firstWatchAfterList = true;
                     }
 
@@ -235,13 +242,13 @@ public sealed class ResourceInformer<T, TList> : IResourceInformer
 
                         case WatchEnd.Silent:
                             CountRestart("silent");
-                            Log.WatchSilent(_logger, Resource, _options.SilentWatchTimeout, _lastResourceVersion ?? "");
+                            Log.WatchSilent(_logger, Resource, outcome.SilenceLimit, _lastResourceVersion ?? "");
                             break;
 
                         default:
                             CountRestart("error");
                             _metrics.WatchErrors.Add(1, _resourceTag);
-                            if (outcome.Events > 0)
+                            if (outcome.Events > 0 || outcome.Duration >= HealthyWatchLifetime)
                             {
                                 // It worked until the failure (a dropped connection): retry quickly.
                                 _backoff.Reset();
@@ -373,13 +380,14 @@ public sealed class ResourceInformer<T, TList> : IResourceInformer
         long events = 0;
         Exception? streamError = null;
 
-        using var silence = new CancellationTokenSource(_options.SilentWatchTimeout, _time);
+        var silenceLimit = TimeSpan.FromSeconds(timeoutSeconds) + _options.SilentWatchGrace;
+        using var silence = new CancellationTokenSource(silenceLimit, _time);
         using var abort = new CancellationTokenSource();
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, silence.Token, abort.Token);
         Log.WatchOpening(_logger, Resource, from ?? "", timeoutSeconds);
 
         WatchOutcome Outcome(WatchEnd kind, Exception? error = null, bool relist = false) =>
-            new(kind, error, events, _time.GetElapsedTime(started), from, relist);
+            new(kind, error, events, _time.GetElapsedTime(started), from, relist, silenceLimit);
 
         try
         {
@@ -400,7 +408,7 @@ public sealed class ResourceInformer<T, TList> : IResourceInformer
 #pragma warning restore CS0618
             await foreach (var (type, obj) in stream.ConfigureAwait(false))
             {
-                silence.CancelAfter(_options.SilentWatchTimeout);
+                silence.CancelAfter(silenceLimit);
                 events++;
                 Apply(type, obj);
             }
@@ -535,5 +543,5 @@ public sealed class ResourceInformer<T, TList> : IResourceInformer
     }
 
     [DebuggerDisplay("{Kind} after {Events} events")]
-    private sealed record WatchOutcome(WatchEnd Kind, Exception? Error, long Events, TimeSpan Duration, string? ResourceVersion, bool Relist);
+    private sealed record WatchOutcome(WatchEnd Kind, Exception? Error, long Events, TimeSpan Duration, string? ResourceVersion, bool Relist, TimeSpan SilenceLimit);
 }

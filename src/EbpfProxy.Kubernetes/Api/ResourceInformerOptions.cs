@@ -23,11 +23,14 @@ public sealed class ResourceInformerOptions
     public int PageSize { get; set; } = 2000;
 
     /// <summary>
-    /// A watch that delivers no event and no bookmark for this long is cancelled and re-opened
-    /// from the last resource version (a connection that died without a FIN, a stuck proxy).
-    /// Keep it above the API server's bookmark interval (about a minute).
+    /// A watch that delivers no event and no bookmark for its requested <c>timeoutSeconds</c> plus
+    /// this grace is cancelled and re-opened from the last resource version (a connection that
+    /// died without a FIN, a stuck proxy). The limit is derived from the timeout each watch asks
+    /// for, so a healthy server that ends the watch at its timeout is never taken for a silent one:
+    /// a 1.28 server sends no periodic bookmarks, and a fixed 5-minute limit fired on every quiet
+    /// watch that asked for 300-375 s.
     /// </summary>
-    public TimeSpan SilentWatchTimeout { get; set; } = TimeSpan.FromMinutes(5);
+    public TimeSpan SilentWatchGrace { get; set; } = TimeSpan.FromSeconds(30);
 
     /// <summary>
     /// Server-side watch timeout (<c>timeoutSeconds</c>). Each watch asks for a random value
@@ -61,8 +64,8 @@ public sealed class ResourceInformerOptions
     {
         if (PageSize <= 0)
             throw new ArgumentOutOfRangeException(nameof(PageSize), PageSize, "must be positive");
-        if (SilentWatchTimeout <= TimeSpan.Zero)
-            throw new ArgumentOutOfRangeException(nameof(SilentWatchTimeout), SilentWatchTimeout, "must be positive");
+        if (SilentWatchGrace <= TimeSpan.Zero)
+            throw new ArgumentOutOfRangeException(nameof(SilentWatchGrace), SilentWatchGrace, "must be positive");
         if (WatchTimeout < TimeSpan.FromSeconds(1) || WatchTimeout.TotalSeconds * 1.25 > int.MaxValue)
             throw new ArgumentOutOfRangeException(nameof(WatchTimeout), WatchTimeout, "must be at least one second (the API counts whole seconds)");
         if (ListRequestTimeout <= TimeSpan.Zero)

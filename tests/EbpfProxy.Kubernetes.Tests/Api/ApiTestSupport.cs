@@ -47,7 +47,7 @@ internal sealed class ApiHarness : IAsyncDisposable
         {
             InitialBackoff = TimeSpan.FromMilliseconds(100),
             MaxBackoff = TimeSpan.FromSeconds(1),
-            SilentWatchTimeout = TimeSpan.FromSeconds(30),
+            SilentWatchGrace = TimeSpan.FromSeconds(30),
             WatchTimeout = TimeSpan.FromMinutes(5),
             ListRequestTimeout = TimeSpan.FromSeconds(10),
         };
@@ -55,8 +55,8 @@ internal sealed class ApiHarness : IAsyncDisposable
         return options;
     }
 
-    public ResourceInformer<V1Service, V1ServiceList> Services(ResourceInformerOptions? options = null) =>
-        new(KubernetesResources.Services, Client, Store, Metrics, Logger, TimeProvider.System, options ?? Options());
+    public ResourceInformer<V1Service, V1ServiceList> Services(ResourceInformerOptions? options = null, TimeProvider? time = null) =>
+        new(KubernetesResources.Services, Client, Store, Metrics, Logger, time ?? TimeProvider.System, options ?? Options());
 
     /// <summary>Starts <paramref name="informer"/>'s run loop; stopped on dispose.</summary>
     public T Run<T>(T informer) where T : IResourceInformer

@@ -33,7 +33,7 @@ public sealed class KubernetesApiSourceTests(ITestOutputHelper output) : IAsyncL
         NodeName = "node-1",
         InitialBackoff = TimeSpan.FromMilliseconds(100),
         MaxBackoff = TimeSpan.FromSeconds(1),
-        SilentWatchTimeout = TimeSpan.FromSeconds(30),
+        SilentWatchGrace = TimeSpan.FromSeconds(30),
     };
 
     private void SeedOneOfEach()
@@ -192,8 +192,8 @@ public sealed class KubernetesApiSourceTests(ITestOutputHelper output) : IAsyncL
         Assert.Contains("/nonexistent/kubeconfig", Assert.Throws<ArgumentException>(() =>
             new KubernetesApiSourceOptions { NodeName = "n", KubeconfigPath = "/nonexistent/kubeconfig" }.Validate()).Message);
         var kubeconfig = _server.WriteKubeconfig(_dir.File("kubeconfig"));
-        Assert.Contains("SilentWatchTimeout", Assert.Throws<ArgumentException>(() =>
-            new KubernetesApiSourceOptions { NodeName = "n", KubeconfigPath = kubeconfig, SilentWatchTimeout = TimeSpan.Zero }.Validate()).Message);
+        Assert.Contains("SilentWatchGrace", Assert.Throws<ArgumentException>(() =>
+            new KubernetesApiSourceOptions { NodeName = "n", KubeconfigPath = kubeconfig, SilentWatchGrace = TimeSpan.Zero }.Validate()).Message);
         Assert.Throws<ArgumentException>(() => new ServiceCollection().AddKubernetesApiSource(new KubernetesApiSourceOptions { NodeName = "n" }.Also(o => o.KubeconfigPath = _dir.File("missing"))));
 
         new KubernetesApiSourceOptions { NodeName = "n", KubeconfigPath = kubeconfig }.Validate();

@@ -107,7 +107,8 @@ public sealed class ResourceInformerTests(ITestOutputHelper output) : IAsyncLife
     {
         _api.Server.BookmarkInterval = TimeSpan.FromMilliseconds(100); // a healthy watch is never silent for 1 s
         _api.Server.Upsert(ApiHarness.Service("a"));
-        await _api.RunSyncedServicesAsync(ApiHarness.Options(o => o.SilentWatchTimeout = TimeSpan.FromSeconds(1)));
+        // Silent for the requested timeout (1-1.25 s) plus the grace (1 s): detected within 2.25 s.
+        await _api.RunSyncedServicesAsync(ApiHarness.Options(o => { o.WatchTimeout = TimeSpan.FromSeconds(1); o.SilentWatchGrace = TimeSpan.FromSeconds(1); }));
         await _api.Server.WaitForWatchesAsync("services");
         var listsBefore = _api.Server.ListCount("services");
         var watchesBefore = _api.Server.WatchCount("services");
