@@ -211,10 +211,12 @@ public sealed partial class DatapathSync
             // Programs attach once config, services and policies are all in the maps.
             _firstSync.TrySetResult();
         }
-        catch
+        catch (Exception ex)
         {
             _lastFailed = true;
             _metrics.SyncErrors.Add(1);
+            if (ex is BpfException { ObjectKind: "map", ObjectName: { } map })
+                _metrics.MapUpdateFailed(map);
             throw;
         }
     }
