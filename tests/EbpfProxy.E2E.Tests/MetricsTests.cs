@@ -65,6 +65,36 @@ public sealed class MetricsTests(ITestOutputHelper output)
             }, "the deny-all policy to drop a connection");
             Assert.True(await prom.WaitForValueAsync("sum(ebpfproxy_drops_total{reason=\"policy_ingress_denied\"})", v => v >= 1) >= 1);
 
+            // The CLI reads the same kernel counters from the pins.
+            var cli = Cmd.TryRun(Binaries.EbpfProxy, "metrics", "--bpffs", s.BpfFsPath, "-o", "json");
+            Assert.True(cli.ExitCode == 0, cli.Stderr);
+            using (var counters = JsonDocument.Parse(cli.Stdout))
+            {
+                ulong Packets(string reason) => counters.RootElement.EnumerateArray()
+                    .Where(r => r.GetProperty("reason").GetString() == reason).Aggregate(0UL, (sum, r) => sum + r.GetProperty("packets").GetUInt64());
+                Assert.Equal(1UL, Packets("reject_undefined_port"));
+                Assert.True(Packets("policy_ingress_denied") >= 1);
+                Assert.True(Packets("service_new") >= 8);
+                Assert.Equal(DropReasons * 2 + ForwardReasons * 2, counters.RootElement.GetArrayLength());
+            }
+            var table = Cmd.TryRun(Binaries.EbpfProxy, "metrics", "--bpffs", s.BpfFsPath);
+            Assert.Matches(@"reject_undefined_port\s+ingress\s+dropped\s+1\s", table.Stdout);
+            // Nothing pinned, and not root: one clear error line each.
+            var empty = Directory.CreateTempSubdirectory("ebpfproxy-empty-");
+            try
+            {
+                var none = Cmd.TryRun(Binaries.EbpfProxy, "metrics", "--bpffs", empty.FullName);
+                Assert.Equal(1, none.ExitCode);
+                Assert.StartsWith($"error: no bpffs is mounted at {empty.FullName}", none.Stderr.Trim(), StringComparison.Ordinal);
+            }
+            finally
+            {
+                empty.Delete();
+            }
+            var unprivileged = Cmd.TryRun("setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups", Binaries.EbpfProxy, "metrics", "--bpffs", s.BpfFsPath);
+            Assert.Equal(1, unprivileged.ExitCode);
+            Assert.Contains("needs root", unprivileged.Stderr, StringComparison.Ordinal);
+
             // Map fill, programmed objects, SLIs, runtime and process metrics.
             Assert.Equal(65536, await prom.WaitForValueAsync("ebpfproxy_map_capacity{map=\"ct4\"}", v => v == 65536));
             Assert.True(await prom.WaitForValueAsync("ebpfproxy_conntrack_entries{table=\"service\"}", v => v >= 16) >= 16);
@@ -74,6 +104,14 @@ public sealed class MetricsTests(ITestOutputHelper output)
             Assert.True(await prom.WaitForValueAsync("sum(ebpfproxy_sync_proxy_rules_duration_seconds_count)", v => v >= 1) >= 1);
             Assert.True(await prom.WaitForValueAsync("count({__name__=~\"dotnet_.+\"})", v => v > 0) > 0);
             Assert.True(await prom.WaitForValueAsync("count({__name__=~\"process_.+\"})", v => v > 0) > 0);
+
+            // `lb list` flags a service without a usable endpoint.
+            static bool Flagged(string json) => JsonDocument.Parse(json).RootElement.EnumerateArray()
+                .Any(r => r.GetProperty("frontend").GetString() == $"{ProxyScenario.Vip}:{ProxyScenario.ServicePort}/TCP" && r.GetProperty("noUsableEndpoint").GetBoolean());
+            Assert.False(Flagged(Cmd.Run(Binaries.EbpfProxy, "lb", "list", "--bpffs", s.BpfFsPath, "-o", "json").Stdout));
+            s.WriteManifest([]);
+            await WaitUntilAsync(() => Task.FromResult(Flagged(Cmd.Run(Binaries.EbpfProxy, "lb", "list", "--bpffs", s.BpfFsPath, "-o", "json").Stdout)), "lb list to flag the emptied service");
+            Assert.Contains("NO USABLE ENDPOINT", Cmd.Run(Binaries.EbpfProxy, "lb", "list", "--bpffs", s.BpfFsPath).Stdout, StringComparison.Ordinal);
         }
         catch
         {

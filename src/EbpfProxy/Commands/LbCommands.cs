@@ -20,13 +20,32 @@ internal static class LbCommands
             if (rows is null)
                 return 1;
             if (parse.GetValue(output) == "json")
-                Console.WriteLine(JsonSerializer.Serialize(rows, JsonOptions));
+            {
+                // Each row's fields, plus the verdict an operator checks first.
+                var array = new System.Text.Json.Nodes.JsonArray();
+                foreach (var r in rows)
+                {
+                    var node = JsonSerializer.SerializeToNode(r, JsonOptions)!.AsObject();
+                    node["noUsableEndpoint"] = NoUsableEndpoint(r);
+                    array.Add(node);
+                }
+                Console.WriteLine(array.ToJsonString(JsonOptions));
+            }
             else
                 Console.Write(FormatTable(rows));
             return 0;
         });
         return new Command("lb", "inspect the service load-balancing maps") { list };
     }
+
+    /// <summary>
+    /// A service frontend that can send traffic nowhere: no active and no fallback (terminating)
+    /// backend, so its connections are rejected (or dropped for a Local policy). The first check
+    /// an operator makes, as with `kubectl get endpoints`. The ClusterIP wildcard entries
+    /// (protocol 0, REJECT for undefined ports) have no backends by design.
+    /// </summary>
+    internal static bool NoUsableEndpoint(LbStateFormatter.FrontendRow r) =>
+        r.Count == 0 && r.TerminatingCount == 0 && !r.Flags.Contains("Wildcard", StringComparison.Ordinal);
 
     private static readonly JsonSerializerOptions JsonOptions = new() { WriteIndented = true, PropertyNamingPolicy = JsonNamingPolicy.CamelCase };
 
@@ -35,7 +54,8 @@ internal static class LbCommands
         var table = new List<string[]> { new[] { "FRONTEND", "SERVICE", "REV-NAT", "SLOT", "BACKEND", "BACKEND-ID", "STATE" } };
         foreach (var r in rows)
         {
-            var summary = $"{r.Count} active, {r.TerminatingCount} fallback" + (r.Flags != "-" ? $", {r.Flags}" : "");
+            var summary = $"{r.Count} active, {r.TerminatingCount} fallback" + (r.Flags != "-" ? $", {r.Flags}" : "")
+                + (NoUsableEndpoint(r) ? ", NO USABLE ENDPOINT" : "");
             table.Add([r.Frontend, r.Service, r.RevNatId.ToString(), "0", summary, "", r.Scope]);
             foreach (var b in r.Backends)
                 table.Add(["", "", "", b.Slot.ToString(), b.Address, b.BackendId.ToString(), (b.Terminating ? "fallback" : "active") + (b.Flags != "-" ? $" ({b.Flags})" : "")]);
@@ -59,6 +79,13 @@ internal static class PinnedMaps
     public static bool Ready(string bpffs)
     {
         var pinPath = Path.Combine(bpffs, "ebpf-proxy");
+        if (!Environment.IsPrivilegedProcess)
+        {
+            // bpffs pins are root's (mode 0700) and reading BPF maps needs CAP_BPF: say so rather
+            // than "nothing pinned", which is what an unprivileged look at the folder would suggest.
+            Console.Error.WriteLine($"error: ebpf-proxy {CommandName()} reads the pinned BPF maps under {pinPath}, which needs root: run it with sudo (or as root in the ebpf-proxy pod).");
+            return false;
+        }
         if (!LibBpf.Net.BpfFs.IsMounted(bpffs))
         {
             Console.Error.WriteLine($"error: no bpffs is mounted at {bpffs}, so no ebpf-proxy maps can be pinned there. " +
@@ -72,6 +99,9 @@ internal static class PinnedMaps
         }
         return true;
     }
+
+    private static string CommandName() =>
+        string.Join(' ', Environment.GetCommandLineArgs().Skip(1).TakeWhile(a => !a.StartsWith('-')).Take(2));
 
     public static T? Use<T>(string bpffs, Func<LbMaps, T> read) where T : class
     {
