@@ -20,6 +20,27 @@ public static class Program
             MetricsCommand.Create(),
             MapsCommand.Create(),
         };
-        return root.Parse(args).InvokeAsync();
+        return InvokeAsync(root, args);
+    }
+
+    /// <summary>
+    /// Any failure a command did not handle ends in one line naming it, not a stack trace
+    /// (issue 14 item 8); the type is there for a bug report.
+    /// </summary>
+    private static async Task<int> InvokeAsync(RootCommand root, string[] args)
+    {
+        try
+        {
+            return await root.Parse(args).InvokeAsync(new InvocationConfiguration { EnableDefaultExceptionHandler = false }).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+            return 130;
+        }
+        catch (Exception ex)
+        {
+            await Console.Error.WriteLineAsync($"error: {ex.Message} ({ex.GetType().Name})").ConfigureAwait(false);
+            return 1;
+        }
     }
 }

@@ -95,6 +95,7 @@ public static class TcHook
     public static bool Detach(int ifindex, TcAttachPoint point, uint handle, uint priority)
     {
         CheckFilter(point, handle, priority);
+        LibBpfLog.EnsureInstalled(); // "no qdisc" is an answer here, not a message for stderr
         int rc = Interop.LibBpf.TcDetach(Interop.LibBpf.TcHook(ifindex, (int)point), Interop.LibBpf.TcOpts(handle, priority));
         if (rc is -Interop.ENOENT or -Interop.EINVAL) // the kernel answers EINVAL when there is no qdisc
         {
@@ -114,6 +115,9 @@ public static class TcHook
     public static TcFilterInfo? Query(int ifindex, TcAttachPoint point, uint handle, uint priority)
     {
         CheckFilter(point, handle, priority);
+        // libbpf prints the kernel's "Parent Qdisc doesn't exists" to stderr unless its print
+        // callback is ours; for a query, no qdisc is an answer (null), not a message.
+        LibBpfLog.EnsureInstalled();
         var opts = Interop.LibBpf.TcOpts(handle, priority);
         int rc = Interop.LibBpf.TcQuery(Interop.LibBpf.TcHook(ifindex, (int)point), ref opts);
         if (rc is -Interop.ENOENT or -Interop.EINVAL) // the kernel answers EINVAL when there is no qdisc

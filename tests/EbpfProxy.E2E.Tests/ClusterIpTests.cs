@@ -1,5 +1,6 @@
 using System.Net;
 using EbpfProxy.Testing;
+using EbpfProxy.Datapath.Maps;
 using Xunit.Abstractions;
 
 namespace EbpfProxy.E2E.Tests;
@@ -107,6 +108,28 @@ public class ClusterIpTests(ITestOutputHelper output)
     {
         // The pods' gateway 169.254.1.1 is the node's address here; --nodeport-addresses selects it.
         await using var s = await ProxyScenario.StartAsync(output, 2, ["echo-1", "echo-2"], ["--nodeport-addresses", "169.254.1.0/24"]);
+        await AssertNodePortServedAsync(s);
+    }
+
+    [PrivilegedFact]
+    public async Task ANodeObjectInTheManifestsGivesNodePortsTheNodesAddress()
+    {
+        // Issue 9 item 7: no --nodeport-addresses; the Node named --node-name in the folder says
+        // where NodePorts are served (its InternalIP), as the API's Node would.
+        await using var s = await ProxyScenario.StartAsync(output, 2, ["echo-1", "echo-2"]);
+        s.WriteExtraManifest("node.yaml", """
+            apiVersion: v1
+            kind: Node
+            metadata: {name: node, labels: {topology.kubernetes.io/zone: zone-a}}
+            status:
+              addresses: [{type: InternalIP, address: 169.254.1.1}, {type: Hostname, address: node}]
+            """);
+        await AssertNodePortServedAsync(s);
+    }
+
+    /// <summary>Adds a TCP+UDP NodePort 30080 service and checks that a pod reaches both backends on 169.254.1.1:30080.</summary>
+    private static async Task AssertNodePortServedAsync(ProxyScenario s)
+    {
         s.WriteExtraManifest("nodeport.yaml", """
             apiVersion: v1
             kind: Service
@@ -163,6 +186,79 @@ public class ClusterIpTests(ITestOutputHelper output)
         Assert.Equal("echo-1 direct", await TcpProbe.RequestAsync(s.Client.Ns, s.Echo["echo-1"].Ip, ProxyScenario.TargetPort, "direct", TimeSpan.FromSeconds(3)));
         await Assert.ThrowsAsync<ProbeFailedException>(() =>
             TcpProbe.RequestAsync(s.Client.Ns, ProxyScenario.Vip, ProxyScenario.ServicePort, "x", TimeSpan.FromSeconds(1)));
+    }
+
+    [PrivilegedFact]
+    public async Task CleanupRefusesWhileTheDaemonRunsAndLeavesAnotherToolsPins()
+    {
+        await using var s = await ProxyScenario.StartAsync(output, 1, ["echo-1"]);
+        using var held = await TcpProbe.ConnectAsync(s.Client.Ns, ProxyScenario.Vip, ProxyScenario.ServicePort, TimeSpan.FromSeconds(3));
+        Assert.StartsWith("echo-1", await held.RequestAsync("before", TimeSpan.FromSeconds(3)));
+        // Another tool's map pinned in the same folder (issue 14 item 6: cleanup removed it).
+        var foreign = Path.Combine(s.PinPath, "other_tool_map");
+        using (var map = LibBpf.Net.BpfMap.OpenPinned(Path.Combine(s.PinPath, LbMaps.Services)))
+            map.Pin(foreign);
+
+        var refused = s.NodeNs.TryExec(Binaries.EbpfProxy, "cleanup", "--bpffs", s.BpfFsPath, "--bpf-dir", Binaries.BpfDir);
+        output.WriteLine(refused.Stdout + refused.Stderr);
+        Assert.NotEqual(0, refused.ExitCode);
+        Assert.Contains("daemon is running", refused.Stderr);
+        Assert.True(s.ServiceMapEntries() > 0, "the refused cleanup removed the maps");
+        Assert.StartsWith("echo-1", await held.RequestAsync("after-refusal", TimeSpan.FromSeconds(3)));
+
+        await s.Daemon.StopAsync(TimeSpan.FromSeconds(10));
+        var result = s.NodeNs.TryExec(Binaries.EbpfProxy, "cleanup", "--bpffs", s.BpfFsPath, "--bpf-dir", Binaries.BpfDir);
+        output.WriteLine(result.Stdout + result.Stderr);
+        Assert.Equal(0, result.ExitCode);
+        Assert.False(File.Exists(Path.Combine(s.PinPath, LbMaps.Services)), "our pins remain");
+        Assert.True(File.Exists(foreign), "another tool's pin was removed");
+        Assert.Contains("left 1 pins that ebpf-proxy did not create: other_tool_map", result.Stdout);
+        // libbpf's "Parent Qdisc doesn't exists" for interfaces without clsact is not printed (item 8).
+        Assert.DoesNotContain("Qdisc", result.Stderr);
+        File.Delete(foreign);
+    }
+
+    [PrivilegedFact]
+    public async Task StatusListsManifestErrorsAndExitsNonZero()
+    {
+        await using var s = await ProxyScenario.StartAsync(output, 1, ["echo-1"]);
+        var clean = s.NodeNs.TryExec(Binaries.EbpfProxy, "status");
+        output.WriteLine(clean.Stdout + clean.Stderr);
+        Assert.Equal(0, clean.ExitCode);
+
+        // Issue 14 item 7: a file the daemon cannot apply shows in `status`, which then fails.
+        s.WriteExtraManifest("broken.yaml", "apiVersion: v1\nkind: Service\nmetadata: {name: broken\n");
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30);
+        CommandResult status;
+        do
+        {
+            await Task.Delay(200);
+            status = s.NodeNs.TryExec(Binaries.EbpfProxy, "status");
+        }
+        while (!status.Stdout.Contains("broken.yaml") && DateTime.UtcNow < deadline);
+        output.WriteLine(status.Stdout + status.Stderr);
+        Assert.Equal(1, status.ExitCode);
+        Assert.Contains("1 objects skipped", status.Stdout);
+        Assert.Contains("manifest", status.Stdout);
+        Assert.Contains("broken.yaml", status.Stdout);
+        // The good service still works.
+        Assert.Single(await s.TcpRoundAsync(1));
+    }
+
+    [PrivilegedFact]
+    public void CommandsRunWithoutPrivilegesSayOneClearLine()
+    {
+        // As nobody, with no capabilities: each command answers with one line, no stack trace (issue 14 item 8).
+        foreach (var command in new[] { new[] { "cleanup" }, ["observe"], ["lb", "list"], ["maps"], ["ipcache", "list"], ["policy", "get", "default/x"], ["trace", "--src", "10.0.0.1", "--dst", "10.96.0.1:80"], ["run", "--manifests", "/tmp"] })
+        {
+            var result = Cmd.TryRun("setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "env", "HOME=/tmp", Binaries.EbpfProxy, .. command]);
+            output.WriteLine($"{string.Join(' ', command)} -> {result.ExitCode}: {result.Stderr}");
+            Assert.NotEqual(0, result.ExitCode);
+            var lines = result.Stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+            Assert.Single(lines);
+            Assert.Contains("needs root", lines[0]);
+            Assert.DoesNotContain("   at ", result.Stderr);
+        }
     }
 
     [PrivilegedFact]

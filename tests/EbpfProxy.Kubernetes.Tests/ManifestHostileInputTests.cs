@@ -11,7 +11,7 @@ namespace EbpfProxy.Kubernetes.Tests;
 /// </summary>
 public sealed class ManifestHostileInputTests : IDisposable
 {
-    private static readonly TimeSpan Bound = TimeSpan.FromSeconds(30);
+    private static readonly TimeSpan Bound = TimeSpan.FromSeconds(60);
     private readonly TempDirectory _dir = new();
     private readonly ClusterStore _store = new();
     private readonly ListLogger _logger = new();
@@ -42,7 +42,7 @@ public sealed class ManifestHostileInputTests : IDisposable
     }
 
     private ManifestSource NewSource() => new(_dir.Path, _store, _logger, TimeProvider.System,
-        new ManifestSourceOptions { UseFileSystemWatcher = false, FileReadTimeout = TimeSpan.FromSeconds(5) });
+        new ManifestSourceOptions { UseFileSystemWatcher = false, FileReadTimeout = TimeSpan.FromSeconds(30) });
 
     /// <summary>Reads once, on another thread, failing the test if the read does not finish.</summary>
     private static async Task ReadWithinBoundAsync(ManifestSource source)

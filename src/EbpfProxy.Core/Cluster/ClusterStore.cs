@@ -1,6 +1,5 @@
 using System.Collections.Immutable;
 using System.Runtime.CompilerServices;
-using System.Text.Json.Nodes;
 using k8s;
 using k8s.Models;
 
@@ -314,10 +313,31 @@ public sealed class ClusterStore
     private static readonly ConditionalWeakTable<object, string> Contents = new();
 
     private static string ContentOf(IKubernetesObject<V1ObjectMeta> obj) =>
-        Contents.GetValue(obj, static o =>
+        Contents.GetValue(obj, static o => WithoutResourceVersions(KubernetesJson.Serialize(o)));
+
+    /// <summary>
+    /// The serialized object with every <c>"resourceVersion":"…"</c> value emptied (the object's
+    /// own and those of references, which the proxy does not use either). A plain scan: no JSON
+    /// DOM on the path of every informer event.
+    /// </summary>
+    private static string WithoutResourceVersions(string json)
+    {
+        const string Key = "\"resourceVersion\":\"";
+        var at = json.IndexOf(Key, StringComparison.Ordinal);
+        if (at < 0)
+            return json;
+        var text = new System.Text.StringBuilder(json.Length);
+        var from = 0;
+        while (at >= 0)
         {
-            var node = JsonNode.Parse(KubernetesJson.Serialize(o))!;
-            (node["metadata"] as JsonObject)?.Remove("resourceVersion");
-            return node.ToJsonString();
-        });
+            var valueStart = at + Key.Length;
+            var valueEnd = json.IndexOf('"', valueStart);
+            if (valueEnd < 0)
+                break;
+            text.Append(json, from, valueStart - from);
+            from = valueEnd;
+            at = json.IndexOf(Key, valueEnd, StringComparison.Ordinal);
+        }
+        return text.Append(json, from, json.Length - from).ToString();
+    }
 }

@@ -7,6 +7,10 @@ public sealed record StatusReport
     public int Frontends { get; init; }
     /// <summary>Objects the service translation skipped, with the reason.</summary>
     public IReadOnlyList<string> ServiceErrors { get; init; } = [];
+    /// <summary>Frontends the last plan left out of the maps (no frontend id, no room), one line per object.</summary>
+    public IReadOnlyList<string> ProgramErrors { get; init; } = [];
+    /// <summary>Manifest files and objects that are not applied (standalone mode), with the file.</summary>
+    public IReadOnlyList<string> ManifestErrors { get; init; } = [];
     public int IsolatedPods { get; init; }
     public int PolicyRules { get; init; }
     /// <summary>NetworkPolicies and pods that could not be translated; what they select fails closed.</summary>
@@ -15,6 +19,9 @@ public sealed record StatusReport
     public string? PolicyWriteError { get; init; }
     /// <summary>Pods whose isolation that failed pass forced on.</summary>
     public int PolicyFailedClosed { get; init; }
+
+    /// <summary>Everything skipped or left out: what `status` counts and exits 1 for.</summary>
+    public int Skipped => ServiceErrors.Count + ProgramErrors.Count + ManifestErrors.Count;
 }
 
 /// <summary>The daemon's current <see cref="StatusReport"/>, updated by the sync loop, read by the health server.</summary>

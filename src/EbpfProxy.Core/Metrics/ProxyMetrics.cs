@@ -64,5 +64,24 @@ public sealed class ProxyMetrics : IDisposable
         Interlocked.Add(ref _pendingChanges, -Math.Min(changesConsumed, Interlocked.Read(ref _pendingChanges)));
     }
 
+    /// <summary>
+    /// Publishes what <paramref name="status"/> reports as skipped, by kind (service, program,
+    /// manifest): one per object, as `status` lists them.
+    /// </summary>
+    public void ObserveStatus(Health.ProxyStatus status)
+    {
+        ArgumentNullException.ThrowIfNull(status);
+        _meter.CreateObservableGauge("ebpfproxy_skipped_objects", () =>
+        {
+            var r = status.Current;
+            return new[]
+            {
+                new Measurement<long>(r.ServiceErrors.Count, new KeyValuePair<string, object?>("kind", "service")),
+                new Measurement<long>(r.ProgramErrors.Count, new KeyValuePair<string, object?>("kind", "program")),
+                new Measurement<long>(r.ManifestErrors.Count, new KeyValuePair<string, object?>("kind", "manifest")),
+            };
+        }, description: "Objects not programmed: skipped by translation (service), left out of the maps (program), manifest files and objects not applied (manifest)");
+    }
+
     public void Dispose() => _meter.Dispose();
 }

@@ -4,7 +4,14 @@ using LibBpf.Net;
 namespace EbpfProxy.Datapath.Attach;
 
 /// <summary>What `ebpf-proxy cleanup` removed.</summary>
-public sealed record CleanupResult(IReadOnlyList<string> DetachedFrom, IReadOnlyList<string> Unpinned, IReadOnlyList<string> Problems);
+public sealed record CleanupResult(IReadOnlyList<string> DetachedFrom, IReadOnlyList<string> Unpinned, IReadOnlyList<string> Problems)
+{
+    /// <summary>Pins under the folder that ebpf-proxy did not create, left in place.</summary>
+    public IReadOnlyList<string> LeftForeign { get; init; } = [];
+}
+
+/// <summary>The pin names ebpf-proxy creates: its maps at the top of the pin folder, its programs under progs/, its cgroup links under links/.</summary>
+public sealed record PinNames(IReadOnlySet<string> Maps, IReadOnlySet<string> Programs, IReadOnlySet<string> Links);
 
 /// <summary>
 /// Removes exactly what ebpf-proxy created and nothing else: its tc filters (its handle and
@@ -17,7 +24,12 @@ public static class Cleanup
 {
     private static readonly HashSet<string> OurPrograms = [.. ProgramNames.All];
 
-    public static CleanupResult Run(string pinPath)
+    /// <summary>
+    /// Detaches ebpf-proxy's tc filters here and removes, under <paramref name="pinPath"/>, only
+    /// the pins named in <paramref name="pinNames"/> (<see cref="PinNamesOf"/>): another tool's
+    /// pin in the same folder stays, and so does the folder then.
+    /// </summary>
+    public static CleanupResult Run(string pinPath, PinNames pinNames)
     {
         var detached = new List<string>();
         var unpinned = new List<string>();
@@ -49,33 +61,59 @@ public static class Cleanup
         }
 
         if (Directory.Exists(pinPath))
+            Unpin(pinPath, pinNames, unpinned, problems);
+        return new CleanupResult(detached, unpinned, problems);
+    }
+
+    /// <summary>The pin names that the datapath object defines (opened, not loaded: no privilege needed).</summary>
+    public static PinNames PinNamesOf(string objectPath)
+    {
+        using var obj = BpfObject.Open(objectPath);
+        var maps = obj.Maps.Select(m => m.Name).Where(n => !n.Contains('.', StringComparison.Ordinal)).ToHashSet(StringComparer.Ordinal);
+        var programs = obj.Programs.Select(p => p.Name).ToHashSet(StringComparer.Ordinal);
+        return new PinNames(maps, programs, programs);
+    }
+
+    private static void Unpin(string pinPath, PinNames names, List<string> unpinned, List<string> problems)
+    {
+        // Pins are files on bpffs: unlinking drops the reference; the kernel frees a map or
+        // program when nothing else holds it.
+        var ours = new List<string>();
+        ours.AddRange(names.Maps.Select(n => Path.Combine(pinPath, n)));
+        ours.AddRange(names.Programs.Select(n => Path.Combine(pinPath, DatapathLoader.ProgramPinFolder, n)));
+        ours.AddRange(names.Links.Select(n => Path.Combine(pinPath, HostServices.LinkFolder, n)));
+        foreach (var file in ours.Where(File.Exists))
         {
-            // Pins are files on bpffs: unlinking drops the reference; the kernel frees a map or
-            // program when nothing else holds it.
-            foreach (var file in Directory.EnumerateFiles(pinPath, "*", SearchOption.AllDirectories).ToList())
+            try
             {
-                try
-                {
-                    File.Delete(file);
-                    unpinned.Add(Path.GetRelativePath(pinPath, file));
-                }
-                catch (IOException ex)
-                {
-                    problems.Add($"{file}: {ex.Message}");
-                }
+                File.Delete(file);
+                unpinned.Add(Path.GetRelativePath(pinPath, file));
             }
-            foreach (var dir in Directory.EnumerateDirectories(pinPath, "*", SearchOption.AllDirectories).OrderByDescending(d => d.Length).Append(pinPath))
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+            {
+                problems.Add($"{file}: {ex.Message}");
+            }
+        }
+        // Folders go only when empty: whatever else is in them is not ours.
+        foreach (var dir in new[] { Path.Combine(pinPath, DatapathLoader.ProgramPinFolder), Path.Combine(pinPath, HostServices.LinkFolder), pinPath })
+        {
+            if (Directory.Exists(dir) && !Directory.EnumerateFileSystemEntries(dir).Any())
             {
                 try
                 {
                     Directory.Delete(dir);
                 }
-                catch (IOException ex)
+                catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
                 {
                     problems.Add($"{dir}: {ex.Message}");
                 }
             }
         }
-        return new CleanupResult(detached, unpinned, problems);
     }
+
+    /// <summary>Everything left under <paramref name="pinPath"/> (what other tools pinned there), relative to it.</summary>
+    public static IReadOnlyList<string> Remaining(string pinPath) => Directory.Exists(pinPath)
+        ? [.. Directory.EnumerateFileSystemEntries(pinPath, "*", SearchOption.AllDirectories)
+              .Where(File.Exists).Select(f => Path.GetRelativePath(pinPath, f)).Order(StringComparer.Ordinal)]
+        : [];
 }

@@ -262,6 +262,7 @@ public sealed partial class DatapathSync
 
     private ClusterSnapshot SyncServices(SyncTrigger trigger, bool full)
     {
+        using var activity = SyncTracing.Start("sync", trigger.ToString());
         var sw = Stopwatch.StartNew();
         var startedAt = _time.GetUtcNow();
         var pending = _metrics.PendingChanges;
@@ -282,11 +283,19 @@ public sealed partial class DatapathSync
         var n = Interlocked.Increment(ref _syncCount);
         var now = _time.GetUtcNow();
         _metrics.SyncDuration.Record(sw.Elapsed.TotalSeconds);
+        SyncTracing.Counts(activity, ("writes", result.Writes), ("deletes", result.Deletes), ("conntrack_purged", result.ConntrackPurged),
+            ("frontends", translation.State.Frontends.Count), ("errors", errors.Count));
         _metrics.MapWrites.Add(result.Writes + result.Deletes);
         _metrics.SyncSucceeded(now, pending);
         _health.Synced(startedAt);
         HealthChecksChanged?.Invoke(translation.HealthChecks);
-        _status.Update(r => r with { LastSync = now, Frontends = translation.State.Frontends.Count, ServiceErrors = [.. errors.Order(StringComparer.Ordinal)] });
+        _status.Update(r => r with
+        {
+            LastSync = now,
+            Frontends = translation.State.Frontends.Count,
+            ServiceErrors = [.. errors.Order(StringComparer.Ordinal)],
+            ProgramErrors = [.. result.Errors.Select(e => e.ToString()).Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal)],
+        });
         // Network programming latency: from the EndpointSlice controller's trigger time to now,
         // for slices that changed after start-up (the first sync programs history, not changes).
         if (n > 1)
@@ -326,6 +335,7 @@ public sealed partial class DatapathSync
             && ReferenceEquals(last.Pods, snapshot.Pods) && ReferenceEquals(last.Namespaces, snapshot.Namespaces)
             && ReferenceEquals(last.NetworkPolicies, snapshot.NetworkPolicies) && ReferenceEquals(last.Nodes, snapshot.Nodes))
             return;
+        using var activity = SyncTracing.Start("policy-sync", full ? "full" : "incremental");
         var sw = Stopwatch.StartNew();
         var addresses = _localAddresses ?? [];
         if (_policyTranslator is null || !ReferenceEquals(_policyAddresses, addresses) && !addresses.SequenceEqual(_policyAddresses ?? []))
@@ -370,6 +380,8 @@ public sealed partial class DatapathSync
             PolicyFailedClosed = 0,
         });
         _metrics.PolicySyncDuration.Record(sw.Elapsed.TotalSeconds);
+        SyncTracing.Counts(activity, ("writes", result.Writes), ("deletes", result.Deletes), ("errors", desired.Errors.Length),
+            ("isolated_pods", desired.Endpoints.Count(e => e.Value.Flags != EndpointFlags.None)), ("rules", desired.RuleCount), ("ipcache", desired.IpCache.Count));
         // The CLI's names (pol_ep_names, pol_id_names): a failure there leaves enforcement intact; said once.
         var names = _policy.Names;
         if (names.Error is { } namesError && namesError != _namesError)

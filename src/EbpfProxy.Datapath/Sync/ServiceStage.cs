@@ -26,6 +26,7 @@ public sealed partial class ServiceStage
     private readonly IDatapathMaps _maps;
     private readonly LbLimits _limits;
     private readonly ILogger _logger;
+    private HashSet<string> _loggedPlanErrors = new(StringComparer.Ordinal);
     private LbState? _state;
     private readonly SourceRangeStage _sourceRanges;
 
@@ -129,8 +130,15 @@ public sealed partial class ServiceStage
                 .Where(r => !(_state.Frontends.TryGetValue(r.Key, out var fe) && fe.Service?.RevNatId == r.Removed.RevNatId && fe.Slots.ContainsValue(r.Removed.BackendId)))
                 .Select(r => r.Removed));
         }
-        foreach (var e in plan.Errors)
-            LogPlanError(_logger, e.ToString());
+        // A left-out frontend stays left out pass after pass: log it when it appears, not on
+        // every pass (issue 14 item 7; `status` lists every one while it lasts).
+        var current = plan.Errors.Select(e => e.ToString()).ToHashSet(StringComparer.Ordinal);
+        foreach (var e in current)
+        {
+            if (!_loggedPlanErrors.Contains(e))
+                LogPlanError(_logger, e);
+        }
+        _loggedPlanErrors = current;
         return new LbSyncResult(writes, deletes, purged, plan.Errors, sw.Elapsed) { PlanTime = planTime, WriteTime = writeTime };
     }
 

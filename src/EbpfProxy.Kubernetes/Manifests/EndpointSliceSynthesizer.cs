@@ -30,11 +30,16 @@ namespace EbpfProxy.Kubernetes.Manifests;
 /// Differences, because a manifest directory is not an API server: pods list addresses in
 /// status.podIPs or, when that is empty, status.podIP (the API server fills both); without
 /// spec.ipFamilies the family comes from the clusterIP(s), and is IPv4 when there is none (the
-/// controller would assume dual-stack for headless services); there are no Node objects, so zone
-/// is never set and pods on unknown nodes are not dropped; ExternalName services get nothing.
+/// controller would assume dual-stack for headless services); pods on nodes the directory has no
+/// Node object for are not dropped; ExternalName services get nothing. Zones: an endpoint gets
+/// the <c>topology.kubernetes.io/zone</c> label of its pod's Node when the directory has that
+/// Node, and for a service with trafficDistribution PreferClose (or PreferSameZone) each endpoint
+/// is hinted for its own zone, as the controller does for trafficDistribution, when every
+/// endpoint has a zone. The proportional hints of <c>topology-mode: Auto</c> are not derived.
 /// </remarks>
 public static class EndpointSliceSynthesizer
 {
+    private const string ZoneLabel = "topology.kubernetes.io/zone";
     public const string ServiceNameLabel = "kubernetes.io/service-name";
     public const string ManagedByLabel = "endpointslice.kubernetes.io/managed-by";
     public const string ManagedByValue = "ebpf-proxy-manifests";
@@ -54,8 +59,22 @@ public static class EndpointSliceSynthesizer
     public static IReadOnlyList<V1EndpointSlice> Synthesize(
         IEnumerable<V1Service> services,
         IEnumerable<V1EndpointSlice> explicitSlices,
-        IEnumerable<V1Pod> pods)
+        IEnumerable<V1Pod> pods) => Synthesize(services, explicitSlices, pods, nodes: []);
+
+    /// <summary>As <see cref="Synthesize(IEnumerable{V1Service}, IEnumerable{V1EndpointSlice}, IEnumerable{V1Pod})"/>, with the directory's Nodes for zones.</summary>
+    public static IReadOnlyList<V1EndpointSlice> Synthesize(
+        IEnumerable<V1Service> services,
+        IEnumerable<V1EndpointSlice> explicitSlices,
+        IEnumerable<V1Pod> pods,
+        IEnumerable<V1Node> nodes)
     {
+        ArgumentNullException.ThrowIfNull(nodes);
+        var zones = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var node in nodes)
+        {
+            if (node?.Metadata?.Name is { } name && node.Metadata.Labels?.TryGetValue(ZoneLabel, out var zone) == true && !string.IsNullOrEmpty(zone))
+                zones[name] = zone;
+        }
         ArgumentNullException.ThrowIfNull(services);
         ArgumentNullException.ThrowIfNull(explicitSlices);
         ArgumentNullException.ThrowIfNull(pods);
@@ -81,7 +100,7 @@ public static class EndpointSliceSynthesizer
             var key = (NamespaceOf(service.Metadata), service.Metadata.Name);
             if (covered.Contains(key))
                 continue;
-            result.AddRange(ForService(service, podsByNamespace.GetValueOrDefault(key.Item1) ?? []));
+            result.AddRange(ForService(service, podsByNamespace.GetValueOrDefault(key.Item1) ?? [], zones));
         }
         return result;
     }
@@ -90,7 +109,10 @@ public static class EndpointSliceSynthesizer
     /// The slices for one service, whatever explicit slices exist. Empty for services without a
     /// selector and for ExternalName services.
     /// </summary>
-    public static IReadOnlyList<V1EndpointSlice> ForService(V1Service service, IEnumerable<V1Pod> pods)
+    public static IReadOnlyList<V1EndpointSlice> ForService(V1Service service, IEnumerable<V1Pod> pods) =>
+        ForService(service, pods, new Dictionary<string, string>());
+
+    private static IReadOnlyList<V1EndpointSlice> ForService(V1Service service, IEnumerable<V1Pod> pods, IReadOnlyDictionary<string, string> zones)
     {
         ArgumentNullException.ThrowIfNull(service);
         ArgumentNullException.ThrowIfNull(pods);
@@ -126,8 +148,9 @@ public static class EndpointSliceSynthesizer
                     group = new PortGroup(portKey, ports, []);
                     groups.Add(group);
                 }
-                group.Endpoints.Add(ToEndpoint(pod, service, addresses));
+                group.Endpoints.Add(ToEndpoint(pod, service, addresses, zones));
             }
+            HintOwnZones(service, groups.SelectMany(g => g.Endpoints).ToList());
 
             if (groups.Count == 0)
             {
@@ -263,7 +286,20 @@ public static class EndpointSliceSynthesizer
             AppProtocol = p.AppProtocol,
         }).ToList();
 
-    private static V1Endpoint ToEndpoint(V1Pod pod, V1Service service, List<string> addresses)
+    /// <summary>
+    /// trafficDistribution PreferClose: each endpoint hinted for its own zone, and only when every
+    /// endpoint has one (the controller's rule, k8s.io/endpointslice trafficdist).
+    /// </summary>
+    private static void HintOwnZones(V1Service service, List<V1Endpoint> endpoints)
+    {
+        if (service.Spec?.TrafficDistribution is not ("PreferClose" or "PreferSameZone") || endpoints.Count == 0
+            || endpoints.Any(e => string.IsNullOrEmpty(e.Zone)))
+            return;
+        foreach (var endpoint in endpoints)
+            endpoint.Hints = new V1EndpointHints { ForZones = [new V1ForZone { Name = endpoint.Zone }] };
+    }
+
+    private static V1Endpoint ToEndpoint(V1Pod pod, V1Service service, List<string> addresses, IReadOnlyDictionary<string, string> zones)
     {
         var serving = pod.Status?.Conditions?.Any(c => c?.Type == "Ready" && c.Status == "True") == true;
         var terminating = pod.Metadata.DeletionTimestamp is not null;
@@ -281,7 +317,11 @@ public static class EndpointSliceSynthesizer
             },
         };
         if (!string.IsNullOrEmpty(pod.Spec?.NodeName))
+        {
             endpoint.NodeName = pod.Spec.NodeName;
+            if (zones.TryGetValue(pod.Spec.NodeName, out var zone))
+                endpoint.Zone = zone;
+        }
         if (!string.IsNullOrEmpty(pod.Spec?.Hostname) && pod.Spec.Subdomain == service.Metadata.Name)
             endpoint.Hostname = pod.Spec.Hostname;
         return endpoint;

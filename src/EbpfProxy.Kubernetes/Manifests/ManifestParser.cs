@@ -339,8 +339,10 @@ public static class ManifestParser
         public string Describe()
         {
             var kind = string.IsNullOrEmpty(Kind) ? "object" : Kind;
-            return string.IsNullOrEmpty(Name)
-                ? $"{kind} without a name"
+            if (string.IsNullOrEmpty(Name))
+                return $"{kind} without a name";
+            return Kind is "Node" or "Namespace" // cluster-scoped
+                ? $"{kind} {Name}"
                 : $"{kind} {(string.IsNullOrEmpty(Namespace) ? DefaultNamespace : Namespace)}/{Name}";
         }
     }

@@ -1,6 +1,7 @@
 using System.Collections.Immutable;
 using System.Runtime.InteropServices;
 using EbpfProxy.Core.Cluster;
+using EbpfProxy.Core.Health;
 using k8s;
 using k8s.Models;
 using Microsoft.Extensions.Hosting;
@@ -44,6 +45,7 @@ public sealed partial class ManifestSource : BackgroundService
     private readonly ILogger _logger;
     private readonly TimeProvider _time;
     private readonly ManifestSourceOptions _options;
+    private readonly ProxyStatus? _status;
 
     // Everything below the gate is owned by whoever holds it: one read at a time.
     private readonly Lock _readGate = new();
@@ -52,6 +54,7 @@ public sealed partial class ManifestSource : BackgroundService
     private long _lastReadTimestamp;
     private bool _synced;
     private bool _directoryProblemReported;
+    private long? _firstReadStarted;
     private readonly Dictionary<string, string> _owners = new(StringComparer.Ordinal);
     private readonly Dictionary<string, Task<(string Content, (ManifestFile? File, ManifestError? Error)? Parsed)>> _slowReads = new(StringComparer.Ordinal);
 
@@ -72,8 +75,10 @@ public sealed partial class ManifestSource : BackgroundService
     /// <param name="logger">Logger for read results and manifest errors.</param>
     /// <param name="timeProvider">Clock for polling and debouncing.</param>
     /// <param name="options">Timing; defaults when null. Validated here.</param>
-    public ManifestSource(string directory, ClusterStore store, ILogger logger, TimeProvider timeProvider, ManifestSourceOptions? options = null)
+    /// <param name="status">Where `ebpf-proxy status` reads the manifest errors; none when null.</param>
+    public ManifestSource(string directory, ClusterStore store, ILogger logger, TimeProvider timeProvider, ManifestSourceOptions? options = null, ProxyStatus? status = null)
     {
+        _status = status;
         ArgumentException.ThrowIfNullOrWhiteSpace(directory);
         ArgumentNullException.ThrowIfNull(store);
         ArgumentNullException.ThrowIfNull(logger);
@@ -251,6 +256,7 @@ public sealed partial class ManifestSource : BackgroundService
             if (!work.Wait(_options.FileReadTimeout))
             {
                 _slowReads[path] = work;
+                _ = work.ContinueWith(_ => Poke(), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
                 return Failed(previous, new ManifestError(path, null, null,
                     $"reading and parsing took longer than {_options.FileReadTimeout.TotalSeconds:0.#} s{Kept(previous?.Good)}"));
             }
@@ -374,7 +380,8 @@ public sealed partial class ManifestSource : BackgroundService
 
         var explicitSlices = slices.Values.Select(s => s.Object).ToList();
         var derived = EndpointSliceSynthesizer.Synthesize(
-            services.Values.Select(s => s.Object).ToList(), explicitSlices, pods.Values.Select(p => p.Object).ToList());
+            services.Values.Select(s => s.Object).ToList(), explicitSlices, pods.Values.Select(p => p.Object).ToList(),
+            nodes.Values.Select(n => n.Object).ToList());
         var allSlices = new List<V1EndpointSlice>(explicitSlices);
         foreach (var slice in derived)
         {
@@ -411,7 +418,13 @@ public sealed partial class ManifestSource : BackgroundService
         else
             Log.Unchanged(_logger, Directory, _files.Count, elapsed);
 
-        if (!_synced)
+        // A file still being read past the time limit holds the first sync back for a while
+        // (a busy node's first parse can be slow): its objects should not be missing from the
+        // first programming. A read stuck for good does not hold it forever.
+        _firstReadStarted ??= started;
+        var slowPending = _slowReads.Values.Any(t => !t.IsCompleted)
+            && _time.GetElapsedTime(_firstReadStarted.Value) < 4 * _options.FileReadTimeout;
+        if (!_synced && !slowPending)
         {
             _synced = true;
             _store.MarkSynced(SourceName);
@@ -510,6 +523,7 @@ public sealed partial class ManifestSource : BackgroundService
                 Log.ProblemsResolved(_logger, file);
         }
         _errors = [.. errors];
+        _status?.Update(r => r with { ManifestErrors = [.. errors.Select(e => e.ToString())] });
     }
 
     private static string Kept(ManifestFile? previousGood) => previousGood is null

@@ -1,4 +1,5 @@
 using EbpfProxy.Core.Cluster;
+using EbpfProxy.Core.Health;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Logging;
@@ -29,7 +30,8 @@ public static class ManifestSourceServiceCollectionExtensions
             provider.GetRequiredService<ClusterStore>(),
             provider.GetRequiredService<ILogger<ManifestSource>>(),
             provider.GetRequiredService<TimeProvider>(),
-            options));
+            options,
+            provider.GetService<ProxyStatus>()));
         services.AddHostedService(provider => provider.GetRequiredService<ManifestSource>());
         return services;
     }

@@ -76,8 +76,10 @@ internal static class LbCommands
 internal static class PinnedMaps
 {
     /// <summary>Whether the pinned maps exist; prints what is wrong otherwise.</summary>
-    public static bool Ready(string bpffs)
+    public static bool Ready(string bpffs, string command)
     {
+        if (!Privileges.RequireBpf(command))
+            return false;
         var pinPath = Path.Combine(bpffs, "ebpf-proxy");
         if (!Environment.IsPrivilegedProcess)
         {
@@ -106,7 +108,7 @@ internal static class PinnedMaps
     public static T? Use<T>(string bpffs, Func<LbMaps, T> read) where T : class
     {
         var pinPath = Path.Combine(bpffs, "ebpf-proxy");
-        if (!Ready(bpffs))
+        if (!Ready(bpffs, "lb"))
             return null;
         try
         {

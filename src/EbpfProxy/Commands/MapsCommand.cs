@@ -13,6 +13,8 @@ internal static class MapsCommand
         var cmd = new Command("maps", "show each pinned map's entries against its size (LRU maps evict their oldest entries when full)") { bpffs };
         cmd.SetAction(parse =>
         {
+            if (!Privileges.RequireBpf("maps"))
+                return 1;
             var pinPath = Path.Combine(parse.GetValue(bpffs)!, "ebpf-proxy");
             if (!Directory.Exists(pinPath))
             {

@@ -17,7 +17,7 @@ internal static class ObserveCommand
         var cmd = new Command("observe", "print every packet the datapath drops, with its reason (one reader at a time)") { bpffs, output, count, duration };
         cmd.SetAction(async (parse, ct) =>
         {
-            if (!PinnedMaps.Ready(parse.GetValue(bpffs)!))
+            if (!PinnedMaps.Ready(parse.GetValue(bpffs)!, "observe"))
                 return 1;
             var pin = Path.Combine(parse.GetValue(bpffs)!, "ebpf-proxy", LbMaps.DropEventsMap);
             if (!File.Exists(pin))

@@ -59,7 +59,7 @@ internal static class PolicyCommands
 
     private static PolicyMapsView? Read(string bpffs, bool rules)
     {
-        if (!PinnedMaps.Ready(bpffs))
+        if (!PinnedMaps.Ready(bpffs, rules ? "policy" : "ipcache"))
             return null;
         var pinPath = Path.Combine(bpffs, "ebpf-proxy");
         foreach (var name in new[] { PolicyMaps.IpcacheMap, PolicyMaps.EndpointNamesMap, PolicyMaps.IdentityNamesMap })

@@ -4,6 +4,7 @@ using EbpfProxy.Core.Health;
 using EbpfProxy.Core.Metrics;
 using EbpfProxy.Daemon;
 using EbpfProxy.Datapath;
+using EbpfProxy.Datapath.Loading;
 using EbpfProxy.Kubernetes.Api;
 using EbpfProxy.Kubernetes.Manifests;
 using Microsoft.Extensions.Configuration;
@@ -125,6 +126,8 @@ internal static class RunCommand
                 await Console.Error.WriteLineAsync($"ebpf-proxy run: {ex.Message}").ConfigureAwait(false);
                 return 2;
             }
+            if (!Privileges.RequireAdmin("run"))
+                return 1;
             return await RunDaemonAsync(proxyOptions, datapathOptions, ct).ConfigureAwait(false);
         });
         return cmd;
@@ -160,10 +163,19 @@ internal static class RunCommand
             builder.Services.AddManifestSource(options.ManifestsDirectory);
         else
             builder.Services.AddKubernetesApiSource(new KubernetesApiSourceOptions { KubeconfigPath = options.KubeconfigPath, NodeName = options.NodeName });
+        builder.Services.AddHostedService<PinFolderLockService>(); // before ProxyService: one daemon per pin folder
         builder.Services.AddHostedService<ProxyService>();
 
         using var host = builder.Build();
-        await host.RunAsync(ct).ConfigureAwait(false);
+        try
+        {
+            await host.RunAsync(ct).ConfigureAwait(false);
+        }
+        catch (PinFolderBusyException ex)
+        {
+            await Console.Error.WriteLineAsync($"ebpf-proxy run: {ex.Message}").ConfigureAwait(false);
+            return 1;
+        }
         return Environment.ExitCode;
     }
 }

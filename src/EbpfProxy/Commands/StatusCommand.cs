@@ -33,6 +33,7 @@ internal static class StatusCommand
             using var doc = JsonDocument.Parse(body);
             var root = doc.RootElement;
             bool failing = !root.GetProperty("health").GetProperty("healthy").GetBoolean()
+                || root.GetProperty("status").GetProperty("skipped").GetInt32() > 0
                 || root.GetProperty("status").GetProperty("policyErrors").GetArrayLength() > 0
                 || root.GetProperty("status").GetProperty("policyWriteError").ValueKind == JsonValueKind.String;
             Console.Write(parse.GetValue(output) == "json" ? body + "\n" : Format(root));
@@ -41,6 +42,10 @@ internal static class StatusCommand
         return cmd;
     }
 
+    /// <summary>The array <paramref name="name"/>, or none when an older daemon did not send it.</summary>
+    private static IEnumerable<JsonElement> Array(JsonElement status, string name) =>
+        status.TryGetProperty(name, out var list) && list.ValueKind == JsonValueKind.Array ? list.EnumerateArray() : [];
+
     internal static string Format(JsonElement root)
     {
         var h = root.GetProperty("health");
@@ -48,9 +53,13 @@ internal static class StatusCommand
         var sb = new StringBuilder();
         sb.Append($"health       {(h.GetProperty("healthy").GetBoolean() ? "ok" : "FAILING: " + h.GetProperty("problem").GetString())}\n");
         sb.Append($"last sync    {s.GetProperty("lastSync")}\n");
-        sb.Append($"services     {s.GetProperty("frontends").GetInt32()} frontends, {s.GetProperty("serviceErrors").GetArrayLength()} objects skipped\n");
+        sb.Append($"services     {s.GetProperty("frontends").GetInt32()} frontends, {s.GetProperty("skipped").GetInt32()} objects skipped\n");
         foreach (var e in s.GetProperty("serviceErrors").EnumerateArray())
             sb.Append($"  skipped    {e.GetString()}\n");
+        foreach (var e in Array(s, "programErrors"))
+            sb.Append($"  left out   {e.GetString()}\n");
+        foreach (var e in Array(s, "manifestErrors"))
+            sb.Append($"  manifest   {e.GetString()}\n");
         sb.Append($"policy       {s.GetProperty("isolatedPods").GetInt32()} isolated local pods, {s.GetProperty("policyRules").GetInt32()} rules, {s.GetProperty("policyErrors").GetArrayLength()} errors\n");
         foreach (var e in s.GetProperty("policyErrors").EnumerateArray())
             sb.Append($"  FAILS CLOSED  {e.GetString()}\n");

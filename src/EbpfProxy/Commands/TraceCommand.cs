@@ -39,7 +39,7 @@ internal static class TraceCommand
                 (true, true) => TraceHook.ToNetdev,
             };
             var request = new TraceRequest(s, sport, d, dport, parse.GetValue(proto) == "udp" ? L4Protocol.Udp : L4Protocol.Tcp, hook);
-            var result = PinnedMaps.Ready(parse.GetValue(bpffs)!) ? Run(parse.GetValue(bpffs)!, request) : null;
+            var result = PinnedMaps.Ready(parse.GetValue(bpffs)!, "trace") ? Run(parse.GetValue(bpffs)!, request) : null;
             if (result is null)
                 return 1;
             Console.Write(parse.GetValue(output) == "json" ? JsonSerializer.Serialize(result, JsonOptions) + "\n" : Format(result));

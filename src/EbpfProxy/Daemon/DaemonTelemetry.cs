@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Diagnostics.Metrics;
 using System.Reflection;
+using EbpfProxy.Core.Health;
 using EbpfProxy.Core.Metrics;
 using EbpfProxy.Datapath;
 using EbpfProxy.Datapath.Observability;
@@ -19,9 +20,6 @@ namespace EbpfProxy.Daemon;
 /// </summary>
 internal static class DaemonTelemetry
 {
-    /// <summary>The ActivitySource of sync and policy passes (exported only over OTLP).</summary>
-    public static ActivitySource Source { get; } = new("EbpfProxy", Version);
-
     public static string Version { get; } =
         typeof(DaemonTelemetry).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion ?? "unknown";
 
@@ -32,7 +30,12 @@ internal static class DaemonTelemetry
     {
         services.AddMetrics();
         // Instruments are created once, through the host's IMeterFactory.
-        services.AddSingleton(sp => new ProxyMetrics(sp.GetRequiredService<IMeterFactory>()));
+        services.AddSingleton(sp =>
+        {
+            var metrics = new ProxyMetrics(sp.GetRequiredService<IMeterFactory>());
+            metrics.ObserveStatus(sp.GetRequiredService<ProxyStatus>()); // skipped objects, as `status` lists them
+            return metrics;
+        });
         services.AddSingleton(sp => new DatapathMetrics(datapath.PinPath, sp.GetRequiredService<IMeterFactory>(), sp.GetRequiredService<ProxyMetrics>()));
         services.AddHostedService<MapUsageRefresher>();
 
@@ -53,7 +56,7 @@ internal static class DaemonTelemetry
                 m.AddOtlpExporter();
         });
         if (otlp)
-            otel.WithTracing(t => t.AddSource(Source.Name).AddOtlpExporter());
+            otel.WithTracing(t => t.AddSource(SyncTracing.SourceName).AddOtlpExporter());
         return services;
     }
 }
