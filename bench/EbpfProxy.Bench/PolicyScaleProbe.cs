@@ -62,7 +62,7 @@ public static class PolicyScaleProbe
 
     /// <summary>
     /// The same cluster written into a real loaded datapath (private bpffs): the first full write,
-    /// and one pod relabel from change to map write (compute + PolicySyncer), as the daemon does it.
+    /// and one pod relabel from change to map write (compute + the policy stage), as the daemon does it.
     /// </summary>
     private static void MeasureWithMaps(ClusterStore store, int pods, int nodes, int runs, string bpfDir)
     {
@@ -72,7 +72,7 @@ public static class PolicyScaleProbe
         {
             var options = new EbpfProxy.Datapath.DatapathOptions { BpfFsRoot = bpffs, ObjectDirectory = bpfDir };
             using var datapath = EbpfProxy.Datapath.Loading.DatapathLoader.Load(options, Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance);
-            var syncer = new EbpfProxy.Datapath.Policy.PolicySyncer(datapath.Policy);
+            var syncer = new EbpfProxy.Datapath.Sync.PolicyStage(datapath.DatapathMaps);
             var translator = new PolicyTranslator("node-0");
             var sw = Stopwatch.StartNew();
             var first = syncer.Sync(translator.Compute(store.Snapshot()), reread: true);

@@ -124,9 +124,9 @@ public class ConstantTests
         ], []),
         new("pol_dir",
         [
-            V("POL_DIR_INGRESS", Maps.PolicyDirection.Ingress),
-            V("POL_DIR_EGRESS", Maps.PolicyDirection.Egress),
-        ], [typeof(Maps.PolicyDirection), typeof(Core.Policy.PolicyDirection)]),
+            V("POL_DIR_INGRESS", Core.Policy.PolicyDirection.Ingress),
+            V("POL_DIR_EGRESS", Core.Policy.PolicyDirection.Egress),
+        ], [typeof(Core.Policy.PolicyDirection)]),
         new("pol_ep_flags",
         [
             V("POL_EP_F_INGRESS_ISOLATED", PolicyIsolation.Ingress),

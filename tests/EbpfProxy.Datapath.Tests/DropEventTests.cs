@@ -1,3 +1,5 @@
+using EbpfProxy.Datapath.Sync;
+using EbpfProxy.Core.Policy;
 using System.Net;
 using EbpfProxy.Datapath.Maps;
 using EbpfProxy.Datapath.Observe;
@@ -17,10 +19,10 @@ public class DropEventTests
         dp.Apply(PodDatapath.EchoService(["10.244.0.11"]));
         var server = IPAddress.Parse("10.244.0.11");
         var peer = IPAddress.Parse("10.244.1.5");
-        new PolicyMapWriter(dp.Loaded.Policy).Apply(new PolicyState
+        new PolicyStage(dp.Loaded.DatapathMaps).Apply(new PolicyState
         {
             Ipcache = new Dictionary<IPNetwork, uint> { [new IPNetwork(peer, 32)] = 300 },
-            Endpoints = new Dictionary<IPAddress, PolicyEndpoint> { [server] = new(5, 301, PolicyIsolation.Ingress) },
+            Endpoints = new Dictionary<IPAddress, EndpointEntry> { [server] = new(5, 301, PolicyIsolation.Ingress) },
         });
         using var reader = new DropEventReader(dp.Maps.DropEvents);
 

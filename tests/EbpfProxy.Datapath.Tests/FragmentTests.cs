@@ -1,8 +1,9 @@
 using System.Buffers.Binary;
 using System.Net;
 using EbpfProxy.Core.Model;
+using EbpfProxy.Core.Policy;
 using EbpfProxy.Datapath.Maps;
-using EbpfProxy.Datapath.Policy;
+using EbpfProxy.Datapath.Sync;
 using EbpfProxy.Testing;
 using EbpfProxy.Testing.Packets;
 
@@ -108,7 +109,7 @@ public class FragmentTests
     private static PolicyState IngressIsolatedBackend(params PolicyRule[] rules) => new()
     {
         Ipcache = new Dictionary<IPNetwork, uint> { [new IPNetwork(Remote, 32)] = 302, [new IPNetwork(Backend, 32)] = 301 },
-        Endpoints = new Dictionary<IPAddress, PolicyEndpoint> { [Backend] = new(2, 301, PolicyIsolation.Ingress) },
+        Endpoints = new Dictionary<IPAddress, EndpointEntry> { [Backend] = new(2, 301, PolicyIsolation.Ingress) },
         Rules = rules.ToHashSet(),
     };
 
@@ -116,7 +117,7 @@ public class FragmentTests
     public void FragmentsToAnIsolatedPodGetTheVerdictOfTheirFirst()
     {
         using var dp = new PodDatapath();
-        new PolicyMapWriter(dp.Loaded.Policy).Apply(IngressIsolatedBackend());
+        new PolicyStage(dp.Loaded.DatapathMaps).Apply(IngressIsolatedBackend());
 
         // Denied: the first fragment by the rules, the later one because its first was.
         var (first, later) = Fragment(Remote, 5000, Backend, 53, id: 100);
@@ -129,7 +130,7 @@ public class FragmentTests
         Assert.Equal(1UL, dp.Counter(Reason.DropFragmentNotFound, MetricsDirection.Egress));
 
         // Admitted by a rule: both fragments pass.
-        new PolicyMapWriter(dp.Loaded.Policy).Apply(IngressIsolatedBackend(PolicyRule.SinglePort(2, 302, PolicyDirection.Ingress, L4Protocol.Udp, 53)));
+        new PolicyStage(dp.Loaded.DatapathMaps).Apply(IngressIsolatedBackend(PolicyRule.SinglePort(2, 302, PolicyDirection.Ingress, L4Protocol.Udp, 53)));
         var (ok1, ok2) = Fragment(Remote, 5001, Backend, 53, id: 102);
         Assert.Equal(PodDatapath.TcActOk, dp.ToPod(ok1).Verdict);
         Assert.Equal(PodDatapath.TcActOk, dp.ToPod(ok2).Verdict);

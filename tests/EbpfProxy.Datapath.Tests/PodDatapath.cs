@@ -1,3 +1,4 @@
+using EbpfProxy.Core.Policy;
 using System.Net;
 using EbpfProxy.Core.Cluster;
 using EbpfProxy.Core.Translation;
@@ -45,7 +46,10 @@ public sealed class PodDatapath : IDisposable
             };
             configure?.Invoke(Options);
             Loaded = DatapathLoader.Load(Options, NullLogger.Instance);
-            Syncer = new LbSyncer(Loaded.Maps, new Core.Planning.LbLimits(Options.BackendsMax, 1023), NullLogger<LbSyncer>.Instance);
+            SyncOptions = DatapathSyncOptions.From(Options) with { Limits = new Core.Planning.LbLimits(Options.BackendsMax, 1023) };
+            Syncer = new ServiceStage(Loaded.DatapathMaps, SyncOptions.Limits, NullLogger.Instance);
+            // The config maps, as the sync's config stage writes them on its first pass (masquerade off until ConfigureMasquerade).
+            new ConfigStage(Loaded.DatapathMaps, SyncOptions).Sync(new NodeContext("node-1"), [], full: true);
         }
         catch
         {
@@ -56,7 +60,8 @@ public sealed class PodDatapath : IDisposable
 
     public DatapathOptions Options { get; }
     public LoadedDatapath Loaded { get; }
-    public LbSyncer Syncer { get; }
+    public DatapathSyncOptions SyncOptions { get; }
+    public ServiceStage Syncer { get; }
     public LbMaps Maps => Loaded.Maps;
 
     /// <summary>Replaces the cluster with these manifests and syncs the maps, as the daemon does.</summary>
@@ -77,7 +82,7 @@ public sealed class PodDatapath : IDisposable
     }
 
     /// <summary>Turns masquerade on with this node address, as the daemon does once it knows the node's primary address.</summary>
-    public void ConfigureMasquerade(string address) => DatapathLoader.WriteNatConfig(Maps, Options, IPAddress.Parse(address));
+    public void ConfigureMasquerade(string address) => Loaded.DatapathMaps.WriteNatConfig(ConfigStage.NatConfig(SyncOptions, IPAddress.Parse(address)));
 
     public (uint Verdict, byte[] Packet) FromPod(byte[] packet) => Run(Loaded.FromPod, packet);
 

@@ -1,3 +1,4 @@
+using EbpfProxy.Datapath.Sync;
 using System.Net;
 using System.Text;
 using EbpfProxy.Core.Cluster;
@@ -11,7 +12,7 @@ using k8s.Models;
 namespace EbpfProxy.Datapath.Tests;
 
 /// <summary>
-/// Core's computed policy written by <see cref="PolicySyncer"/> into a real loaded datapath, and
+/// Core's computed policy written by <see cref="PolicyStage"/> into a real loaded datapath, and
 /// read back from the pins with the code `policy get` and `ipcache list` run
 /// (<see cref="PolicyMapsView"/>, <see cref="PolicyInspector"/>): the names maps, their
 /// idempotence across a restart, and their clean-up.
@@ -87,7 +88,7 @@ public class PolicyCliKernelTests
         var store = Store();
         var desired = new PolicyTranslator("node-1").Compute(store.Snapshot());
         Assert.Empty(desired.Errors);
-        var syncer = new PolicySyncer(dp.Loaded.Policy);
+        var syncer = new PolicyStage(dp.Loaded.DatapathMaps);
         syncer.Sync(desired);
         Assert.Null(syncer.Names.Error);
         Assert.Equal(desired.Endpoints.Count + desired.Identities.Count, syncer.Names.Writes);
@@ -141,12 +142,12 @@ public class PolicyCliKernelTests
     {
         using var dp = new PodDatapath();
         var store = Store();
-        new PolicySyncer(dp.Loaded.Policy).Sync(new PolicyTranslator("node-1").Compute(store.Snapshot()));
+        new PolicyStage(dp.Loaded.DatapathMaps).Sync(new PolicyTranslator("node-1").Compute(store.Snapshot()));
         var before = ReadPins(dp);
 
         // A restarted daemon: hints from the pins, the same cluster.
         using var pinned = PolicyMaps.OpenPinned(dp.Options.PinPath);
-        var restarted = new PolicySyncer(pinned);
+        var restarted = new PolicyStage(new PinnedDatapathMaps(dp.Maps, pinned));
         var translator = new PolicyTranslator("node-1", hints: restarted.ReadHints());
         var again = restarted.Sync(translator.Compute(store.Snapshot()));
         Assert.Equal((0, 0), (again.Writes, again.Deletes));
@@ -178,7 +179,7 @@ public class PolicyCliKernelTests
         // pol_ep_names is sized like pol_endpoints: one entry holds x/web's isolation, not the
         // names of the node's three pods.
         using var dp = new PodDatapath(configure: o => o.PolicyEndpointsMax = 1);
-        var syncer = new PolicySyncer(dp.Loaded.Policy);
+        var syncer = new PolicyStage(dp.Loaded.DatapathMaps);
         var desired = new PolicyTranslator("node-1").Compute(Store().Snapshot());
 
         var result = syncer.Sync(desired);
@@ -186,6 +187,6 @@ public class PolicyCliKernelTests
         Assert.True(result.Writes > 0);
         Assert.Equal(0, syncer.FailedClosed);
         Assert.NotNull(syncer.Names.Error);
-        Assert.Equal(PolicySyncer.ToMapState(desired), PolicyMapWriter.Read(dp.Loaded.Policy));
+        Assert.Equal(PolicyStage.ToMapState(desired), PinnedDatapathMaps.ReadPolicy(dp.Loaded.Policy));
     }
 }

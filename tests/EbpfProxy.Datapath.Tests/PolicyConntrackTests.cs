@@ -1,8 +1,10 @@
 using System.Net;
 using EbpfProxy.Core.Model;
+using EbpfProxy.Core.Policy;
 using EbpfProxy.Datapath.Loading;
 using EbpfProxy.Datapath.Maps;
 using EbpfProxy.Datapath.Policy;
+using EbpfProxy.Datapath.Sync;
 using EbpfProxy.Testing;
 using EbpfProxy.Testing.Packets;
 using Microsoft.Extensions.Logging.Abstractions;
@@ -19,10 +21,10 @@ public class PolicyConntrackTests
     private const uint EpB = 2, IdR = 302;
 
     /// <summary>B isolated both ways; its ingress admits R on TCP 8080, its egress admits nothing.</summary>
-    private static void Seed(PodDatapath dp) => new PolicyMapWriter(dp.Loaded.Policy).Apply(new PolicyState
+    private static void Seed(PodDatapath dp) => new PolicyStage(dp.Loaded.DatapathMaps).Apply(new PolicyState
     {
         Ipcache = new Dictionary<IPNetwork, uint> { [new IPNetwork(R, 32)] = IdR, [new IPNetwork(B, 32)] = 301 },
-        Endpoints = new Dictionary<IPAddress, PolicyEndpoint> { [B] = new(EpB, 301, PolicyIsolation.Ingress | PolicyIsolation.Egress) },
+        Endpoints = new Dictionary<IPAddress, EndpointEntry> { [B] = new(EpB, 301, PolicyIsolation.Ingress | PolicyIsolation.Egress) },
         Rules = new HashSet<PolicyRule> { PolicyRule.SinglePort(EpB, IdR, PolicyDirection.Ingress, L4Protocol.Tcp, 8080) },
     });
 

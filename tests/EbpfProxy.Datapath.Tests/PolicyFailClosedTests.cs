@@ -1,3 +1,4 @@
+using EbpfProxy.Datapath.Sync;
 using System.Collections.Immutable;
 using System.Net;
 using EbpfProxy.Core.Model;
@@ -37,7 +38,7 @@ public class PolicyFailClosedTests
     public void APassThatOverflowsTheRuleMapLeavesTheNewlyIsolatedPodDenying()
     {
         using var dp = new PodDatapath(configure: o => o.PolicyRulesMax = 8);
-        var syncer = new PolicySyncer(dp.Loaded.Policy);
+        var syncer = new PolicyStage(dp.Loaded.DatapathMaps);
         var probe = () => dp.ToPod(PacketBuilder.Tcp(Remote, 40000, Server, 8080, TcpFlags.Syn)).Verdict;
         Assert.Equal(PodDatapath.TcActOk, probe()); // not isolated yet
 

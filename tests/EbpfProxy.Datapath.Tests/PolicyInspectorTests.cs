@@ -1,3 +1,5 @@
+using EbpfProxy.Datapath.Sync;
+using EbpfProxy.Core.Policy;
 using System.Net;
 using System.Text;
 using EbpfProxy.Core.Model;
@@ -29,7 +31,7 @@ public class PolicyInspectorTests
                 [IPNetwork.Parse("10.244.1.2/32")] = PolicyIdentity.Host,
                 [IPNetwork.Parse("0.0.0.0/0")] = 305,
             },
-            Endpoints = new Dictionary<IPAddress, Policy.PolicyEndpoint> { [A] = new(7, 300, PolicyIsolation.Ingress) },
+            Endpoints = new Dictionary<IPAddress, EndpointEntry> { [A] = new(7, 300, PolicyIsolation.Ingress) },
             Rules = rules.ToHashSet(),
         },
         new Dictionary<IPAddress, PolEndpointName> { [A] = new(7, "x/web"), [B] = new(8, "x/client") },
@@ -130,7 +132,7 @@ public class PolicyInspectorTests
     public void AnIsolatedDirectionWithoutEntriesAdmitsNothing()
     {
         var view = View([]);
-        view = view with { Maps = view.Maps with { Endpoints = new Dictionary<IPAddress, Policy.PolicyEndpoint> { [A] = new(7, 300, PolicyIsolation.Ingress | PolicyIsolation.Egress) } } };
+        view = view with { Maps = view.Maps with { Endpoints = new Dictionary<IPAddress, EndpointEntry> { [A] = new(7, 300, PolicyIsolation.Ingress | PolicyIsolation.Egress) } } };
         var text = PolicyInspector.Format(PolicyInspector.DescribePod(view, "x/web"));
         Assert.Contains("ingress    isolated: admits nothing\n", text);
         Assert.Contains("egress     isolated: admits nothing\n", text);

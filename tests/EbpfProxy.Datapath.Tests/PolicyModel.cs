@@ -1,3 +1,5 @@
+using EbpfProxy.Datapath.Sync;
+using EbpfProxy.Core.Policy;
 using System.Net;
 using EbpfProxy.Core.Model;
 using EbpfProxy.Datapath.Maps;
@@ -35,16 +37,16 @@ public static class PolicyModel
     public static IEnumerable<PolicyState> Steps(PolicyState start, IEnumerable<PolicyOp> ops)
     {
         var ipcache = new Dictionary<IPNetwork, uint>(start.Ipcache);
-        var endpoints = new Dictionary<IPAddress, PolicyEndpoint>(start.Endpoints);
+        var endpoints = new Dictionary<IPAddress, EndpointEntry>(start.Endpoints);
         var rules = new HashSet<PolicyRule>(start.Rules);
         foreach (var op in ops)
         {
             Apply(op, ipcache, endpoints, rules);
-            yield return new PolicyState { Ipcache = new Dictionary<IPNetwork, uint>(ipcache), Endpoints = new Dictionary<IPAddress, PolicyEndpoint>(endpoints), Rules = new HashSet<PolicyRule>(rules) };
+            yield return new PolicyState { Ipcache = new Dictionary<IPNetwork, uint>(ipcache), Endpoints = new Dictionary<IPAddress, EndpointEntry>(endpoints), Rules = new HashSet<PolicyRule>(rules) };
         }
     }
 
-    private static void Apply(PolicyOp op, Dictionary<IPNetwork, uint> ipcache, Dictionary<IPAddress, PolicyEndpoint> endpoints, HashSet<PolicyRule> rules)
+    private static void Apply(PolicyOp op, Dictionary<IPNetwork, uint> ipcache, Dictionary<IPAddress, EndpointEntry> endpoints, HashSet<PolicyRule> rules)
     {
         switch (op)
         {

@@ -1,3 +1,5 @@
+using EbpfProxy.Datapath.Sync;
+using EbpfProxy.Core.Policy;
 using System.Net;
 using EbpfProxy.Core.Model;
 using EbpfProxy.Datapath.Maps;
@@ -16,7 +18,7 @@ public class PolicyPlannerTests
     private static readonly IPAddress PodA = PolicyScenarios.PodA;
     private static readonly Dictionary<string, uint> Cluster = PolicyScenarios.Cluster;
 
-    private static PolicyState State(Dictionary<string, uint>? ipcache = null, Dictionary<IPAddress, PolicyEndpoint>? endpoints = null, IEnumerable<PolicyRule>? rules = null) =>
+    private static PolicyState State(Dictionary<string, uint>? ipcache = null, Dictionary<IPAddress, EndpointEntry>? endpoints = null, IEnumerable<PolicyRule>? rules = null) =>
         PolicyScenarios.State(ipcache, endpoints, rules);
 
     /// <summary>Every intermediate state admits only what the old or the new one admits; with <paramref name="makeBeforeBreak"/> also everything both admit.</summary>
@@ -79,11 +81,11 @@ public class PolicyPlannerTests
         string[] prefixes = ["10.244.1.1/32", "10.244.1.2/32", "10.244.2.7/32", "10.244.0.11/32", "10.244.1.0/24", "10.244.0.0/16", "192.168.1.10/32", "203.0.113.0/24", "0.0.0.0/0"];
         uint[] identities = [PolicyIdentity.Host, 300, 301, 302, 303];
         var ipcache = prefixes.Where(_ => rng.Next(3) > 0).ToDictionary(IPNetwork.Parse, _ => identities[rng.Next(identities.Length)]);
-        var endpoints = new Dictionary<IPAddress, PolicyEndpoint>();
+        var endpoints = new Dictionary<IPAddress, EndpointEntry>();
         foreach (var local in PolicyScenarios.Locals)
         {
             if (rng.Next(4) > 0)
-                endpoints[local] = new PolicyEndpoint((uint)rng.Next(1, 4), 299, (PolicyIsolation)rng.Next(4));
+                endpoints[local] = new EndpointEntry((uint)rng.Next(1, 4), 299, (PolicyIsolation)rng.Next(4));
         }
         uint[] ruleIds = [PolicyIdentity.Any, PolicyIdentity.World, 300, 301, 302, 303];
         var rules = new HashSet<PolicyRule>();

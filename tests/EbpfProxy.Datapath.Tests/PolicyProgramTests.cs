@@ -1,3 +1,5 @@
+using EbpfProxy.Datapath.Sync;
+using EbpfProxy.Core.Policy;
 using System.Net;
 using EbpfProxy.Core.Model;
 using EbpfProxy.Datapath.Maps;
@@ -9,7 +11,7 @@ namespace EbpfProxy.Datapath.Tests;
 
 /// <summary>
 /// NetworkPolicy in from_pod / to_pod on crafted packets (BPF_PROG_TEST_RUN), the policy maps
-/// seeded by the real <see cref="PolicyMapWriter"/> and the service maps by the real syncer.
+/// seeded by the real <see cref="PolicyStage"/> and the service maps by the real syncer.
 /// </summary>
 public class PolicyProgramTests
 {
@@ -32,13 +34,13 @@ public class PolicyProgramTests
     private static PolicyState State(PolicyIsolation a, PolicyIsolation b, params PolicyRule[] rules) => new()
     {
         Ipcache = Ipcache,
-        Endpoints = new Dictionary<IPAddress, PolicyEndpoint> { [A] = new(EpA, IdA, a), [B] = new(EpB, IdB, b) },
+        Endpoints = new Dictionary<IPAddress, EndpointEntry> { [A] = new(EpA, IdA, a), [B] = new(EpB, IdB, b) },
         Rules = rules.ToHashSet(),
     };
 
-    private static PolicyMapWriter Seed(PodDatapath dp, PolicyState state)
+    private static PolicyStage Seed(PodDatapath dp, PolicyState state)
     {
-        var writer = new PolicyMapWriter(dp.Loaded.Policy);
+        var writer = new PolicyStage(dp.Loaded.DatapathMaps);
         writer.Apply(state);
         return writer;
     }
@@ -280,7 +282,7 @@ public class PolicyProgramTests
         Seed(dp, new PolicyState
         {
             Ipcache = Ipcache,
-            Endpoints = new Dictionary<IPAddress, PolicyEndpoint> { [A] = new(EpA, IdA, PolicyIsolation.None) },
+            Endpoints = new Dictionary<IPAddress, EndpointEntry> { [A] = new(EpA, IdA, PolicyIsolation.None) },
             Rules = new HashSet<PolicyRule> { PolicyRule.SinglePort(EpA, IdR, In, L4Protocol.Tcp, 1) },
         });
         foreach (var local in new[] { A, B })

@@ -1,3 +1,5 @@
+using EbpfProxy.Datapath.Sync;
+using EbpfProxy.Core.Policy;
 using System.Net;
 using EbpfProxy.Core.Model;
 using EbpfProxy.Datapath.Maps;
@@ -27,7 +29,7 @@ public static class PolicyScenarios
     public static IEnumerable<Probe> Probes() =>
         from l in Locals from p in Peers where !l.Equals(p) from d in new[] { In, Out } from pp in Ports select new Probe(l, p, d, pp.Item1, pp.Item2);
 
-    public static PolicyState State(Dictionary<string, uint>? ipcache = null, Dictionary<IPAddress, PolicyEndpoint>? endpoints = null, IEnumerable<PolicyRule>? rules = null) => new()
+    public static PolicyState State(Dictionary<string, uint>? ipcache = null, Dictionary<IPAddress, EndpointEntry>? endpoints = null, IEnumerable<PolicyRule>? rules = null) => new()
     {
         Ipcache = (ipcache ?? []).ToDictionary(kv => IPNetwork.Parse(kv.Key), kv => kv.Value),
         Endpoints = endpoints ?? [],

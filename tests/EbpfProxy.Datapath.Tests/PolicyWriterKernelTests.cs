@@ -1,3 +1,5 @@
+using EbpfProxy.Datapath.Sync;
+using EbpfProxy.Core.Policy;
 using System.Net;
 using EbpfProxy.Core.Model;
 using EbpfProxy.Datapath.Maps;
@@ -7,7 +9,7 @@ using EbpfProxy.Testing;
 
 namespace EbpfProxy.Datapath.Tests;
 
-/// <summary><see cref="PolicyMapWriter"/> on the real maps: read back, idempotence, and its write order as the program sees it.</summary>
+/// <summary><see cref="PolicyStage"/> on the real maps: read back, idempotence, and its write order as the program sees it.</summary>
 public class PolicyWriterKernelTests
 {
     private const PolicyDirection In = PolicyDirection.Ingress, Out = PolicyDirection.Egress;
@@ -25,17 +27,17 @@ public class PolicyWriterKernelTests
     {
         using var dp = new PodDatapath();
         var desired = Rich();
-        var writer = new PolicyMapWriter(dp.Loaded.Policy);
+        var writer = new PolicyStage(dp.Loaded.DatapathMaps);
 
         var first = writer.Apply(desired);
         Assert.Equal(desired.Ipcache.Count + desired.Endpoints.Count + desired.Rules.Count, first.Writes);
         Assert.Equal(0, first.Deletes);
-        Assert.Equal(desired, PolicyMapWriter.Read(dp.Loaded.Policy));
+        Assert.Equal(desired, PinnedDatapathMaps.ReadPolicy(dp.Loaded.Policy));
 
         Assert.Equal((0, 0), (writer.Apply(desired).Writes, writer.Apply(desired).Deletes));
         // A restarted daemon: a new writer over the pinned maps reads them back first.
         using var pinned = PolicyMaps.OpenPinned(dp.Options.PinPath);
-        var restarted = new PolicyMapWriter(pinned);
+        var restarted = new PolicyStage(new PinnedDatapathMaps(dp.Maps, pinned));
         var again = restarted.Apply(Rich());
         Assert.Equal((0, 0), (again.Writes, again.Deletes));
 
@@ -43,21 +45,21 @@ public class PolicyWriterKernelTests
         var changed = desired with { Rules = desired.Rules.Where(r => r.EndpointId != 2).ToHashSet() };
         var diff = restarted.Apply(changed);
         Assert.Equal((0, desired.Rules.Count(r => r.EndpointId == 2)), (diff.Writes, diff.Deletes));
-        dp.Loaded.Policy.Ipcache.Delete(PolicyMapWriter.ToKey(IPNetwork.Parse("0.0.0.0/0")));
+        dp.Loaded.Policy.Ipcache.Delete(PinnedDatapathMaps.ToKey(IPNetwork.Parse("0.0.0.0/0")));
         Assert.Equal(0, restarted.Apply(changed).Writes);
         Assert.Equal(1, restarted.Apply(changed, reread: true).Writes);
-        Assert.Equal(changed, PolicyMapWriter.Read(dp.Loaded.Policy));
+        Assert.Equal(changed, PinnedDatapathMaps.ReadPolicy(dp.Loaded.Policy));
     }
 
     [PrivilegedFact]
     public void AnInvalidStateWritesNothing()
     {
         using var dp = new PodDatapath();
-        var writer = new PolicyMapWriter(dp.Loaded.Policy);
+        var writer = new PolicyStage(dp.Loaded.DatapathMaps);
         var bad = Rich() with { Rules = Rich().Rules.Append(new PolicyRule(1, 300, In, L4Protocol.Tcp, 81, 8)).ToHashSet() };
         var ex = Assert.Throws<ArgumentException>(() => writer.Apply(bad));
         Assert.Contains("bits beyond", ex.Message, StringComparison.Ordinal);
-        Assert.Equal(PolicyState.Empty, PolicyMapWriter.Read(dp.Loaded.Policy));
+        Assert.Equal(PolicyState.Empty, PinnedDatapathMaps.ReadPolicy(dp.Loaded.Policy));
     }
 
     /// <summary>Whether the program (traced: no state is created) admits a new flow.</summary>
@@ -79,7 +81,7 @@ public class PolicyWriterKernelTests
         var s = PolicyScenarios.Named(name);
         using var dp = new PodDatapath();
         var failures = new List<string>();
-        var writer = new PolicyMapWriter(dp.Loaded.Policy)
+        var writer = new PolicyStage(dp.Loaded.DatapathMaps)
         {
             Written = op => failures.AddRange(PolicyScenarios.Violations(s, p => Admits(dp, p), $"after {op}")),
         };

@@ -1,6 +1,5 @@
 using System.Net.Sockets;
 using EbpfProxy.Datapath.Loading;
-using EbpfProxy.Datapath.Maps;
 using LibBpf.Net;
 using Microsoft.Extensions.Logging;
 
@@ -9,8 +8,8 @@ namespace EbpfProxy.Datapath.Attach;
 /// <summary>
 /// Services for the node's own processes: attaches the cgroup sock_addr hooks (bpf/lib/sock.h) to
 /// a cgroup v2 directory through BPF links pinned under the pin path, so they stay attached after
-/// the daemon and a successor swaps their programs in place; writes this network namespace's
-/// cookie, the only one the hooks translate for.
+/// the daemon and a successor swaps their programs in place. The network namespace cookie the
+/// hooks translate for (lb_host_config) is written by the sync's config stage, not here.
 /// </summary>
 public static partial class HostServices
 {
@@ -59,13 +58,9 @@ public static partial class HostServices
         return FallbackCgroupMount;
     }
 
-    /// <summary>
-    /// Writes <paramref name="netnsCookie"/> and attaches (or takes over) the four hooks on
-    /// <paramref name="cgroupPath"/>. Idempotent.
-    /// </summary>
-    public static void Attach(LoadedDatapath datapath, string pinPath, string cgroupPath, ulong netnsCookie, ILogger logger)
+    /// <summary>Attaches (or takes over) the four hooks on <paramref name="cgroupPath"/>. Idempotent.</summary>
+    public static void Attach(LoadedDatapath datapath, string pinPath, string cgroupPath, ILogger logger)
     {
-        datapath.Maps.HostConfig.Update(0u, new LbHostConfig { NetnsCookie = netnsCookie });
         var dir = Path.Combine(pinPath, LinkFolder);
         Directory.CreateDirectory(dir);
         foreach (var (program, type) in datapath.SockPrograms)
@@ -80,11 +75,11 @@ public static partial class HostServices
             using var link = BpfLink.AttachCgroup(program, cgroupPath, type);
             link.Pin(pin);
         }
-        LogAttached(logger, cgroupPath, netnsCookie);
+        LogAttached(logger, cgroupPath);
     }
 
-    [LoggerMessage(EventId = 410, Level = LogLevel.Information, Message = "Socket hooks for host-network processes attached to cgroup {Cgroup} (network namespace cookie {Cookie})")]
-    private static partial void LogAttached(ILogger logger, string cgroup, ulong cookie);
+    [LoggerMessage(EventId = 410, Level = LogLevel.Information, Message = "Socket hooks for host-network processes attached to cgroup {Cgroup}")]
+    private static partial void LogAttached(ILogger logger, string cgroup);
 
     [LoggerMessage(EventId = 411, Level = LogLevel.Information, Message = "No cgroup2 mount found; mounted one at {Path}")]
     private static partial void LogMountedCgroup2(ILogger logger, string path);

@@ -1,4 +1,5 @@
 using EbpfProxy.Datapath.Maps;
+using EbpfProxy.Datapath.Sync;
 using LibBpf.Net;
 using Microsoft.Extensions.Logging;
 
@@ -17,6 +18,7 @@ public sealed class LoadedDatapath : IDisposable
         SockPrograms = [.. ProgramNames.Sock.Select(p => (obj.GetProgram(p.Name), p.Type))];
         Maps = LbMaps.FromObject(obj);
         Policy = PolicyMaps.FromObject(obj);
+        DatapathMaps = new PinnedDatapathMaps(Maps, Policy);
     }
 
     public BpfObject Object { get; }
@@ -30,6 +32,9 @@ public sealed class LoadedDatapath : IDisposable
 
     public LbMaps Maps { get; }
     public PolicyMaps Policy { get; }
+
+    /// <summary>Both families behind the sync's <see cref="IDatapathMaps"/>.</summary>
+    public PinnedDatapathMaps DatapathMaps { get; }
 
     public void Dispose()
     {
@@ -65,7 +70,9 @@ public static class ProgramNames
 /// Loads the datapath objects with their maps pinned by name under the pin folder. libbpf reuses
 /// a map already pinned there when its type, key, value and size match, which is how conntrack
 /// and the service maps survive daemon restarts and upgrades; an incompatible pinned map (a layout
-/// change) fails the load with the map's name rather than being silently replaced.
+/// change) fails the load with the map's name rather than being silently replaced. Loading
+/// writes no map: what a predecessor left (config maps included) stays as it is until the
+/// daemon's first sync (<see cref="DatapathSync"/>), so a restart never changes a packet's fate.
 /// </summary>
 public static partial class DatapathLoader
 {
@@ -104,10 +111,10 @@ public static partial class DatapathLoader
             obj.Load();
             LogLoaded(logger, path, options.PinPath);
             var loaded = new LoadedDatapath(obj);
+            // Not a change of any packet's fate: connections a predecessor tracked in ct4 keep their state in pol_ct4.
             int moved = MovePolicyConntrack(loaded.Maps.Ct4, loaded.Policy.Conntrack);
             if (moved > 0)
                 LogPolicyConntrackMoved(logger, moved);
-            WriteConfig(loaded.Maps, options);
             PinPrograms(loaded, options);
             return loaded;
         }
@@ -205,45 +212,6 @@ public static partial class DatapathLoader
 
     [LoggerMessage(EventId = 302, Level = LogLevel.Warning, Message = "Map {Map} is pinned with {Pinned} entries; keeping that size instead of {Wanted} so its content survives (run `ebpf-proxy cleanup` with the daemon stopped to apply the new size)")]
     private static partial void LogKeptPinnedSize(ILogger logger, string map, uint pinned, uint wanted);
-
-    /// <summary>Writes the node-wide settings the programs read (idempotent).</summary>
-    public static void WriteConfig(LbMaps maps, DatapathOptions options)
-    {
-        var config = default(LbConfig);
-        if (options.ServiceCidr is { } cidr)
-        {
-            config.ServiceCidrBe = Be32Address.FromAddress(cidr.BaseAddress);
-            config.ServiceMaskBe = Be32Address.FromAddress(Mask(cidr.PrefixLength));
-        }
-        maps.Config.Update(0u, config);
-        WriteNatConfig(maps, options, options.MasqueradeAddress);
-    }
-
-    /// <summary>
-    /// Writes the masquerade settings: <paramref name="snatAddress"/> (null: no masquerade until
-    /// the node's address is known), --cluster-cidr and --masquerade-all. Idempotent; the daemon
-    /// calls it again when the node's primary address changes.
-    /// </summary>
-    public static void WriteNatConfig(LbMaps maps, DatapathOptions options, System.Net.IPAddress? snatAddress)
-    {
-        var nat = new LbNatConfig { Flags = options.MasqueradeAll ? LbNatFlags.MasqueradeAll : LbNatFlags.None };
-        if (snatAddress is { AddressFamily: System.Net.Sockets.AddressFamily.InterNetwork })
-            nat.SnatAddrBe = Be32Address.FromAddress(snatAddress);
-        if (options.ClusterCidr is { } cidr)
-        {
-            nat.ClusterCidrBe = Be32Address.FromAddress(cidr.BaseAddress);
-            nat.ClusterMaskBe = Be32Address.FromAddress(Mask(cidr.PrefixLength));
-        }
-        maps.NatConfig.Update(0u, nat);
-    }
-
-    private static System.Net.IPAddress Mask(int prefixLength)
-    {
-        Span<byte> mask = stackalloc byte[4];
-        uint bits = prefixLength == 0 ? 0 : uint.MaxValue << (32 - prefixLength);
-        System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(mask, bits);
-        return new System.Net.IPAddress(mask);
-    }
 
     /// <summary>Mounts bpffs at <paramref name="root"/> when it is not mounted there (nodes do not always boot with it).</summary>
     public static void EnsureBpfFs(string root, ILogger? logger = null)

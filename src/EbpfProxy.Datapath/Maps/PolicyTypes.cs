@@ -1,8 +1,10 @@
 using System.Runtime.InteropServices;
+using EbpfProxy.Core.Policy;
 
 namespace EbpfProxy.Datapath.Maps;
 
-// C# mirrors of bpf/lib/policy_types.h, checked against the object's BTF by LayoutTests.
+// C# mirrors of bpf/lib/policy_types.h, checked against the object's BTF by LayoutTests. POL_DIR_*
+// and POL_EP_F_* are Core's PolicyDirection and PolicyIsolation (the planner's model uses them).
 
 /// <summary>Reserved identities (POL_ID_*); the daemon allocates from <see cref="FirstAllocated"/> on.</summary>
 public static class PolicyIdentity
@@ -14,22 +16,6 @@ public static class PolicyIdentity
     /// <summary>An address no ipcache entry covers.</summary>
     public const uint World = 2;
     public const uint FirstAllocated = 256;
-}
-
-/// <summary>POL_DIR_*: which side of a connection a rule admits.</summary>
-public enum PolicyDirection : byte
-{
-    Ingress = 1,
-    Egress = 2,
-}
-
-/// <summary>POL_EP_F_*: the directions in which some policy isolates a local pod.</summary>
-[Flags]
-public enum PolicyIsolation : uint
-{
-    None = 0,
-    Ingress = 1 << 0,
-    Egress = 1 << 1,
 }
 
 /// <summary>POL_VERDICT_*: how policy treated a traced packet (<see cref="TraceRecord.PolicyVerdict"/>).</summary>
@@ -69,16 +55,16 @@ public struct PolEndpoint
     public PolicyIsolation Flags;
 }
 
-/// <summary>struct pol_rule_key (LPM trie key; <see cref="Policy.PolicyRule"/> is its model).</summary>
+/// <summary>struct pol_rule_key (LPM trie key; <see cref="Core.Policy.PolicyRule"/> is its model).</summary>
 [StructLayout(LayoutKind.Sequential)]
 public struct PolRuleKey
 {
     /// <summary>POL_PREFIX_ALL: endpoint, identity and direction; every protocol and port.</summary>
-    public const uint PrefixAll = 72;
+    public const uint PrefixAll = PolicyRule.PrefixAll;
     /// <summary>POL_PREFIX_PROTO: every port of one protocol.</summary>
-    public const uint PrefixProto = 80;
+    public const uint PrefixProto = PolicyRule.PrefixProto;
     /// <summary>POL_PREFIX_FULL: one port; what lookups use.</summary>
-    public const uint PrefixFull = 96;
+    public const uint PrefixFull = PolicyRule.PrefixFull;
 
     public uint PrefixLen;
     public uint EndpointId;

@@ -5,7 +5,9 @@ using System.Text;
 using System.Text.RegularExpressions;
 using EbpfProxy.Core.Model;
 using EbpfProxy.Core.Planning;
+using EbpfProxy.Core.Policy;
 using EbpfProxy.Datapath.Maps;
+using EbpfProxy.Datapath.Sync;
 
 namespace EbpfProxy.Datapath.Policy;
 
@@ -21,16 +23,16 @@ public sealed record PolicyMapsView(
         PolicyState state;
         if (rules)
         {
-            state = PolicyMapWriter.Read(maps);
+            state = PinnedDatapathMaps.ReadPolicy(maps);
         }
         else
         {
             var ipcache = new Dictionary<IPNetwork, uint>();
             foreach (var (k, v) in maps.Ipcache.Entries())
-                ipcache[PolicyMapWriter.ToPrefix(k)] = v.Identity;
+                ipcache[PinnedDatapathMaps.ToPrefix(k)] = v.Identity;
             state = new PolicyState { Ipcache = ipcache };
         }
-        return new PolicyMapsView(state, PolicyNameWriter.ReadEndpointNames(maps), PolicyNameWriter.ReadIdentityNames(maps));
+        return new PolicyMapsView(state, PinnedDatapathMaps.ReadEndpointNames(maps), PinnedDatapathMaps.ReadIdentityNames(maps));
     }
 }
 

@@ -1,6 +1,5 @@
 using System.Net;
 using EbpfProxy.Datapath.Maps;
-using LibBpf.Net;
 using Microsoft.Extensions.Logging;
 
 namespace EbpfProxy.Datapath.Sync;
@@ -16,12 +15,12 @@ public readonly record struct RemovedBackend(ushort RevNatId, uint BackendId, IP
 /// </summary>
 public sealed partial class ConntrackPurger
 {
-    private readonly LbMaps _maps;
+    private readonly IDatapathMaps _maps;
     private readonly ILogger _logger;
     private readonly Lock _gate = new();
     private List<RemovedBackend> _pending = [];
 
-    public ConntrackPurger(LbMaps maps, ILogger logger)
+    public ConntrackPurger(IDatapathMaps maps, ILogger logger)
     {
         _maps = maps;
         _logger = logger;
@@ -100,26 +99,10 @@ public sealed partial class ConntrackPurger
     /// <summary>Deletes the stale conntrack entries and session-affinity pins; returns how many went.</summary>
     private int Purge(Func<KeyValuePair<Ct4Key, CtEntry>, bool> staleFlow, Func<KeyValuePair<Lb4AffinityKey, LbAffinityValue>, bool> stalePin)
     {
-        int purged = DeleteWhere(_maps.Ct4, staleFlow) + DeleteWhere(_maps.Affinity, stalePin);
+        int purged = _maps.DeleteConntrack((k, v) => staleFlow(new(k, v)), (k, v) => stalePin(new(k, v)));
         if (purged > 0)
             LogPurged(_logger, purged);
         return purged;
-    }
-
-    /// <summary>One scan, then the deletes (deleting while walking a hash map can restart the walk).</summary>
-    private static int DeleteWhere<TKey, TValue>(BpfMap<TKey, TValue> map, Func<KeyValuePair<TKey, TValue>, bool> stale)
-        where TKey : unmanaged
-        where TValue : unmanaged
-    {
-        var doomed = new List<TKey>();
-        foreach (var e in map.Entries())
-            if (stale(e))
-                doomed.Add(e.Key);
-        int deleted = 0;
-        foreach (var key in doomed)
-            if (map.Delete(key))
-                deleted++;
-        return deleted;
     }
 
     [LoggerMessage(EventId = 201, Level = LogLevel.Information, Message = "Removed {Count} conntrack entries and affinity pins of removed backends")]

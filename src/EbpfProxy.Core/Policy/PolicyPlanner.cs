@@ -1,7 +1,6 @@
 using System.Net;
-using EbpfProxy.Datapath.Maps;
 
-namespace EbpfProxy.Datapath.Policy;
+namespace EbpfProxy.Core.Policy;
 
 /// <summary>One write to the NetworkPolicy maps.</summary>
 public abstract record PolicyOp
@@ -16,7 +15,7 @@ public abstract record PolicyOp
 
     public sealed record DeleteIpcache(IPNetwork Prefix) : PolicyOp;
 
-    public sealed record UpsertEndpoint(IPAddress Address, PolicyEndpoint Endpoint) : PolicyOp;
+    public sealed record UpsertEndpoint(IPAddress Address, EndpointEntry Endpoint) : PolicyOp;
 
     public sealed record DeleteEndpoint(IPAddress Address) : PolicyOp;
 
@@ -83,7 +82,7 @@ public static class PolicyPlanner
 
         var ops = new List<PolicyOp>();
         // 1. Release isolation that goes away.
-        var released = new Dictionary<IPAddress, PolicyEndpoint>();
+        var released = new Dictionary<IPAddress, EndpointEntry>();
         foreach (var (address, old) in current.Endpoints.OrderBy(kv => kv.Key.ToString(), StringComparer.Ordinal))
         {
             var keep = desired.Endpoints.TryGetValue(address, out var ep) ? old.Isolation & ep.Isolation : PolicyIsolation.None;
@@ -161,11 +160,11 @@ public static class PolicyPlanner
             if (ipcache.TryGetValue(new IPNetwork(new IPAddress(bytes), len), out var id))
                 return id;
         }
-        return PolicyIdentity.World;
+        return ReservedIdentity.World;
     }
 
     /// <summary>The endpoint ids that some pod leaves and joins (a pod without an entry is on none).</summary>
-    private static (HashSet<uint> Lost, HashSet<uint> Gained) EndpointMoves(IReadOnlyDictionary<IPAddress, PolicyEndpoint> old, IReadOnlyDictionary<IPAddress, PolicyEndpoint> @new)
+    private static (HashSet<uint> Lost, HashSet<uint> Gained) EndpointMoves(IReadOnlyDictionary<IPAddress, EndpointEntry> old, IReadOnlyDictionary<IPAddress, EndpointEntry> @new)
     {
         var lost = new HashSet<uint>();
         var gained = new HashSet<uint>();

@@ -5,19 +5,19 @@ using EbpfProxy.Datapath.Maps;
 namespace EbpfProxy.Datapath.Sync;
 
 /// <summary>
-/// Keeps lb4_src_range (loadBalancerSourceRanges) in step with the desired frontends. Entries a
+/// Part of the service stage: keeps lb4_src_range (loadBalancerSourceRanges) in step with the desired frontends. Entries a
 /// frontend needs are written before the LB maps publish the frontend's SourceRanges flag, and
 /// entries no frontend needs any more are removed after, so a client inside the ranges is never
 /// dropped by a half-applied change.
 /// </summary>
-internal sealed class SourceRangeSync
+internal sealed class SourceRangeStage
 {
-    private readonly LbMaps _maps;
+    private readonly IDatapathMaps _maps;
     // What the map holds, per frontend (only frontends with ranges appear).
     private Dictionary<Frontend, HashSet<Lb4SrcRangeKey>>? _have;
     private List<Lb4SrcRangeKey> _pendingDeletes = [];
 
-    public SourceRangeSync(LbMaps maps) => _maps = maps;
+    public SourceRangeStage(IDatapathMaps maps) => _maps = maps;
 
     /// <summary>Writes the entries the changed frontends (all of them when null) need. Returns the number written.</summary>
     public int AddMissing(DesiredLbState desired, IReadOnlyCollection<FrontendKey>? changed)
@@ -28,7 +28,7 @@ internal sealed class SourceRangeSync
         {
             // Full pass: start from what the map really holds.
             _have = [];
-            foreach (var k in _maps.SourceRanges.Keys())
+            foreach (var k in _maps.ReadSourceRanges())
                 Set(_have, FrontendOf(k)).Add(k);
             var wantedAll = new Dictionary<Frontend, HashSet<Lb4SrcRangeKey>>();
             foreach (var fe in desired.Frontends.Values)
@@ -46,7 +46,7 @@ internal sealed class SourceRangeSync
             }
         }
         foreach (var k in keys)
-            _maps.SourceRanges.Update(k, 1u);
+            _maps.UpsertSourceRange(k);
         return keys.Count;
     }
 
@@ -54,7 +54,7 @@ internal sealed class SourceRangeSync
     public int RemoveStale()
     {
         foreach (var k in _pendingDeletes)
-            _maps.SourceRanges.Delete(k);
+            _maps.DeleteSourceRange(k);
         var n = _pendingDeletes.Count;
         _pendingDeletes = [];
         return n;

@@ -2,12 +2,11 @@ using System.Collections.Immutable;
 using System.Diagnostics;
 using EbpfProxy.Core.Model;
 using EbpfProxy.Core.Planning;
-using EbpfProxy.Datapath.Maps;
 using Microsoft.Extensions.Logging;
 
 namespace EbpfProxy.Datapath.Sync;
 
-/// <summary>Outcome of one sync pass.</summary>
+/// <summary>Outcome of one service stage.</summary>
 public sealed record LbSyncResult(int Writes, int Deletes, int ConntrackPurged, ImmutableArray<TranslationError> Errors, TimeSpan Duration)
 {
     public TimeSpan PlanTime { get; init; }
@@ -15,24 +14,26 @@ public sealed record LbSyncResult(int Writes, int Deletes, int ConntrackPurged, 
 }
 
 /// <summary>
-/// The only writer of the load-balancer maps. Keeps a model of what the maps hold (read back
-/// from the pins at start, so ids and slots are re-adopted and conntrack stays valid), diffs the
-/// desired state against it and performs the planner's writes in order. A failed pass re-reads
-/// the maps and is retried whole by the runner: every write is idempotent.
+/// The service stage of <see cref="DatapathSync"/>: the load-balancer maps' writer. Keeps a
+/// model of what the maps hold (read back from the pins on the first pass, so ids and slots are
+/// re-adopted and conntrack stays valid), diffs the desired state against it with Core's
+/// <see cref="LbPlanner"/> and performs its writes in order, with lb4_src_range around them
+/// (<see cref="SourceRangeStage"/>). A failed pass forgets the model: the next one re-reads the
+/// maps and is retried whole by the runner; every write is idempotent.
 /// </summary>
-public sealed partial class LbSyncer
+public sealed partial class ServiceStage
 {
-    private readonly LbMaps _maps;
+    private readonly IDatapathMaps _maps;
     private readonly LbLimits _limits;
     private readonly ILogger _logger;
     private HashSet<string> _loggedPlanErrors = new(StringComparer.Ordinal);
     private LbState? _state;
-    private readonly SourceRangeSync _sourceRanges;
+    private readonly SourceRangeStage _sourceRanges;
 
-    public LbSyncer(LbMaps maps, LbLimits limits, ILogger<LbSyncer> logger)
+    public ServiceStage(IDatapathMaps maps, LbLimits limits, ILogger logger)
     {
         Purger = new ConntrackPurger(maps, logger);
-        _sourceRanges = new SourceRangeSync(maps);
+        _sourceRanges = new SourceRangeStage(maps);
         _maps = maps;
         _limits = limits;
         _logger = logger;
@@ -58,7 +59,7 @@ public sealed partial class LbSyncer
         var sw = Stopwatch.StartNew();
         if (_state is null || reread)
         {
-            var read = LbMapIo.Read(_maps);
+            var read = _maps.ReadServices();
             if (_state is not null)
             {
                 read.BackendIdHighWater = Math.Max(read.BackendIdHighWater, _state.BackendIdHighWater);
@@ -145,7 +146,7 @@ public sealed partial class LbSyncer
     private const int MinOverlapped = 4096;
 
     /// <summary>Performs the ops in order: runs of upserts into one map as batches, the rest one by one.</summary>
-    private static void Write(LbMaps maps, IReadOnlyList<LbOp> ops)
+    private static void Write(IDatapathMaps maps, IReadOnlyList<LbOp> ops)
     {
         for (int i = 0; i < ops.Count;)
         {
@@ -153,10 +154,10 @@ public sealed partial class LbSyncer
             while (end < ops.Count && LbMapIo.Batchable(ops[end], ops[i]))
                 end++;
             if (end - i >= MinBatch)
-                LbMapIo.ApplyBatch(maps, ops, i, end);
+                maps.ApplyBatch(ops, i, end);
             else
                 for (int k = i; k < end; k++)
-                    LbMapIo.Apply(maps, ops[k]);
+                    maps.Apply(ops[k]);
             i = end;
         }
     }

@@ -1,32 +1,89 @@
 using System.Net;
 using System.Net.Sockets;
 using EbpfProxy.Core.Model;
-using EbpfProxy.Datapath.Maps;
 
-namespace EbpfProxy.Datapath.Policy;
+namespace EbpfProxy.Core.Policy;
+
+/// <summary>POL_EP_F_* (bpf/lib/policy_types.h): the directions in which some policy isolates a local pod.</summary>
+[Flags]
+public enum PolicyIsolation : uint
+{
+    None = 0,
+    Ingress = 1 << 0,
+    Egress = 1 << 1,
+}
 
 /// <summary>
-/// What the NetworkPolicy maps hold, or should hold (docs/policy.md): the input of
-/// <see cref="PolicyMapWriter"/>, and what it reads back from the pins. Values compare by content,
-/// so two states with the same entries are equal whatever their collections.
+/// What the NetworkPolicy maps hold, or should hold (docs/policy.md), in model form: the policy
+/// stage reads it back from the pins at start and keeps it in step with every write through
+/// <see cref="Apply"/>, as <see cref="Planning.LbState"/> is kept for the service maps; the
+/// <see cref="PolicyPlanner"/> diffs it against the desired state. Values compare by content, so
+/// two states with the same entries are equal whatever their collections. A copy (<c>with</c>,
+/// <see cref="Copy"/>) owns its collections.
 /// </summary>
 public sealed record PolicyState
 {
-    public static PolicyState Empty { get; } = new();
+    private Dictionary<IPNetwork, uint> _ipcache = new();
+    private Dictionary<IPAddress, EndpointEntry> _endpoints = new();
+    private HashSet<PolicyRule> _rules = new();
+
+    public PolicyState()
+    {
+    }
+
+    private PolicyState(PolicyState other)
+    {
+        _ipcache = new(other._ipcache);
+        _endpoints = new(other._endpoints);
+        _rules = new(other._rules);
+    }
+
+    public static PolicyState Empty => new();
 
     /// <summary>
     /// pol_ipcache: address prefix -> identity of the peers in it: every pod address (/32) of the
-    /// cluster, every ipBlock prefix, this node's addresses (<see cref="PolicyIdentity.Host"/>).
-    /// An address no prefix covers is <see cref="PolicyIdentity.World"/>. Prefixes are IPv4, host
-    /// bits clear; identities are never <see cref="PolicyIdentity.Any"/>.
+    /// cluster, every ipBlock prefix, this node's addresses (<see cref="ReservedIdentity.Host"/>).
+    /// An address no prefix covers is <see cref="ReservedIdentity.World"/>. Prefixes are IPv4, host
+    /// bits clear; identities are never <see cref="ReservedIdentity.Any"/>.
     /// </summary>
-    public IReadOnlyDictionary<IPNetwork, uint> Ipcache { get; init; } = new Dictionary<IPNetwork, uint>();
+    public IReadOnlyDictionary<IPNetwork, uint> Ipcache { get => _ipcache; init => _ipcache = new(value); }
 
     /// <summary>pol_endpoints: local pod address -> its endpoint. A pod without an entry is not isolated.</summary>
-    public IReadOnlyDictionary<IPAddress, PolicyEndpoint> Endpoints { get; init; } = new Dictionary<IPAddress, PolicyEndpoint>();
+    public IReadOnlyDictionary<IPAddress, EndpointEntry> Endpoints { get => _endpoints; init => _endpoints = new(value); }
 
     /// <summary>pol_rules: what isolated endpoints admit. Presence admits.</summary>
-    public IReadOnlySet<PolicyRule> Rules { get; init; } = new HashSet<PolicyRule>();
+    public IReadOnlySet<PolicyRule> Rules { get => _rules; init => _rules = new(value); }
+
+    /// <summary>A copy that owns its collections.</summary>
+    public PolicyState Copy() => new(this);
+
+    /// <summary>Applies one operation to this model (what the executor does to the real maps).</summary>
+    public void Apply(PolicyOp op)
+    {
+        switch (op)
+        {
+            case PolicyOp.UpsertIpcache u:
+                _ipcache[u.Prefix] = u.Identity;
+                break;
+            case PolicyOp.DeleteIpcache d:
+                _ipcache.Remove(d.Prefix);
+                break;
+            case PolicyOp.UpsertEndpoint u:
+                _endpoints[u.Address] = u.Endpoint;
+                break;
+            case PolicyOp.DeleteEndpoint d:
+                _endpoints.Remove(d.Address);
+                break;
+            case PolicyOp.UpsertRule u:
+                _rules.Add(u.Rule);
+                break;
+            case PolicyOp.DeleteRule d:
+                _rules.Remove(d.Rule);
+                break;
+            default:
+                throw new ArgumentOutOfRangeException(nameof(op), op, "unknown operation");
+        }
+    }
 
     public bool Equals(PolicyState? other) =>
         other is not null
@@ -44,7 +101,7 @@ public sealed record PolicyState
         {
             if (prefix.BaseAddress.AddressFamily != AddressFamily.InterNetwork)
                 problems.Add($"ipcache {prefix}: only IPv4 is supported so far");
-            if (identity == PolicyIdentity.Any)
+            if (identity == ReservedIdentity.Any)
                 problems.Add($"ipcache {prefix}: identity 0 is the rule wildcard, never a peer's identity");
         }
         foreach (var (address, ep) in Endpoints)
@@ -69,11 +126,11 @@ public sealed record PolicyState
 /// <param name="EndpointId">Names the pod's rules in <see cref="PolicyState.Rules"/>; never 0. Pods may share one when their rules are the same.</param>
 /// <param name="Identity">The pod's own identity (for operators; the datapath judges peers only).</param>
 /// <param name="Isolation">The directions in which some policy selects the pod.</param>
-public readonly record struct PolicyEndpoint(uint EndpointId, uint Identity, PolicyIsolation Isolation);
+public readonly record struct EndpointEntry(uint EndpointId, uint Identity, PolicyIsolation Isolation);
 
 /// <summary>
 /// One pol_rules entry: endpoint <see cref="EndpointId"/> admits, in <see cref="Direction"/>, peers
-/// of <see cref="RemoteIdentity"/> (<see cref="PolicyIdentity.Any"/>: every peer) with
+/// of <see cref="RemoteIdentity"/> (<see cref="ReservedIdentity.Any"/>: every peer) with
 /// <see cref="Protocol"/> (<see cref="L4Protocol.Any"/>: every protocol and port) on the ports whose
 /// leading <see cref="PortBits"/> bits equal <see cref="Port"/>'s (0 bits: every port; 16: one port).
 /// The port is the destination's: the local pod's for ingress, the peer's (after service
@@ -113,8 +170,15 @@ public readonly record struct PolicyRule(uint EndpointId, uint RemoteIdentity, P
         }
     }
 
+    /// <summary>POL_PREFIX_ALL: endpoint, identity and direction; every protocol and port.</summary>
+    public const uint PrefixAll = 72;
+    /// <summary>POL_PREFIX_PROTO: every port of one protocol.</summary>
+    public const uint PrefixProto = 80;
+    /// <summary>POL_PREFIX_FULL: one port; what lookups use.</summary>
+    public const uint PrefixFull = 96;
+
     /// <summary>The LPM prefix length of the key: 72 (every protocol), 80 + port bits.</summary>
-    public uint PrefixLen => Protocol == L4Protocol.Any ? PolRuleKey.PrefixAll : PolRuleKey.PrefixProto + PortBits;
+    public uint PrefixLen => Protocol == L4Protocol.Any ? PrefixAll : PrefixProto + PortBits;
 
     /// <summary>The first and last destination port the rule covers, from its prefix (0-65535 with no port bits).</summary>
     public (ushort First, ushort Last) Ports =>
@@ -140,31 +204,9 @@ public readonly record struct PolicyRule(uint EndpointId, uint RemoteIdentity, P
         return null;
     }
 
-    public PolRuleKey ToKey() => new()
-    {
-        PrefixLen = PrefixLen,
-        EndpointId = EndpointId,
-        Identity = RemoteIdentity,
-        Dir = Direction,
-        Proto = (byte)Protocol,
-        PortBe = Be16.FromHost(Port),
-    };
-
-    /// <summary>The rule a key read from the map stands for (bits beyond the prefix, which the trie ignores, are cleared).</summary>
-    public static PolicyRule FromKey(PolRuleKey key)
-    {
-        if (key.PrefixLen is < PolRuleKey.PrefixAll or > PolRuleKey.PrefixFull)
-            throw new InvalidDataException($"pol_rules holds a key with prefix length {key.PrefixLen}, outside {PolRuleKey.PrefixAll}..{PolRuleKey.PrefixFull}");
-        if (key.PrefixLen < PolRuleKey.PrefixProto)
-            return AllTraffic(key.EndpointId, key.Identity, key.Dir);
-        byte bits = (byte)(key.PrefixLen - PolRuleKey.PrefixProto);
-        ushort port = bits == 0 ? (ushort)0 : (ushort)(key.PortBe.ToHost() & ~(0xffff >> bits));
-        return new PolicyRule(key.EndpointId, key.Identity, key.Dir, (L4Protocol)key.Proto, port, bits);
-    }
-
     public override string ToString()
     {
-        var peer = RemoteIdentity == PolicyIdentity.Any ? "any" : RemoteIdentity.ToString();
+        var peer = RemoteIdentity == ReservedIdentity.Any ? "any" : RemoteIdentity.ToString();
         var what = Protocol == L4Protocol.Any ? "all"
             : PortBits == 0 ? $"{Protocol}/*"
             : PortBits == 16 ? $"{Protocol}/{Port}"
