@@ -81,13 +81,6 @@ internal static class PinnedMaps
         if (!Privileges.RequireBpf(command))
             return false;
         var pinPath = Path.Combine(bpffs, "ebpf-proxy");
-        if (!Environment.IsPrivilegedProcess)
-        {
-            // bpffs pins are root's (mode 0700) and reading BPF maps needs CAP_BPF: say so rather
-            // than "nothing pinned", which is what an unprivileged look at the folder would suggest.
-            Console.Error.WriteLine($"error: ebpf-proxy {CommandName()} reads the pinned BPF maps under {pinPath}, which needs root: run it with sudo (or as root in the ebpf-proxy pod).");
-            return false;
-        }
         if (!LibBpf.Net.BpfFs.IsMounted(bpffs))
         {
             Console.Error.WriteLine($"error: no bpffs is mounted at {bpffs}, so no ebpf-proxy maps can be pinned there. " +
@@ -96,14 +89,11 @@ internal static class PinnedMaps
         }
         if (!Directory.Exists(pinPath) || !File.Exists(Path.Combine(pinPath, LbMaps.Services)))
         {
-            Console.Error.WriteLine($"error: no ebpf-proxy maps are pinned under {pinPath}: the daemon has not run on this node, or `ebpf-proxy cleanup` removed them.");
+            Console.Error.WriteLine($"error: no ebpf-proxy maps are pinned under {pinPath}: the daemon has not run on this node, `ebpf-proxy cleanup` removed them, or this user cannot read the folder (root's, mode 0700).");
             return false;
         }
         return true;
     }
-
-    private static string CommandName() =>
-        string.Join(' ', Environment.GetCommandLineArgs().Skip(1).TakeWhile(a => !a.StartsWith('-')).Take(2));
 
     public static T? Use<T>(string bpffs, Func<LbMaps, T> read) where T : class
     {
