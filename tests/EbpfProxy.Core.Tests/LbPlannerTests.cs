@@ -255,3 +255,59 @@ public class LbPlannerTests
         }
     }
 }
+
+public class LbPlannerDrainTests
+{
+    private static readonly FrontendKey Tcp = new(new Frontend(IPAddress.Parse("10.96.0.42"), 80, L4Protocol.Tcp), FrontendScope.External);
+    private static readonly FrontendKey Udp = new(new Frontend(IPAddress.Parse("10.96.0.42"), 80, L4Protocol.Udp), FrontendScope.External);
+
+    private static Backend B(int last, L4Protocol proto) => new(new BackendAddress(IPAddress.Parse($"10.244.0.{last}"), 8080, proto), BackendFlags.None);
+
+    private static DesiredLbState Desired(int[] tcp, int[] udp) => new(new Dictionary<FrontendKey, FrontendState>
+    {
+        [Tcp] = new(Tcp, new ServicePortName("default", "svc", "http"), ServiceFlags.None, 0, [.. tcp.Select(n => B(n, L4Protocol.Tcp))], []),
+        [Udp] = new(Udp, new ServicePortName("default", "svc", "udp"), ServiceFlags.None, 0, [.. udp.Select(n => B(n, L4Protocol.Udp))], []),
+    });
+
+    private static uint Id(LbState s, int last, L4Protocol proto) => s.BackendIds[B(last, proto).Address];
+
+    [Fact]
+    public void ARemovedTcpBackendDrainsWhileInUseAndAUdpOneGoesAtOnce()
+    {
+        var s = LbPlanner.Plan(new LbState(), Desired([1, 2], [1, 2])).ApplyTo(new LbState());
+        var tcp1 = Id(s, 1, L4Protocol.Tcp);
+        var udp1 = Id(s, 1, L4Protocol.Udp);
+
+        // Incremental pass: the TCP backend stays (draining, in no slot), the UDP one goes.
+        var asked = new List<uint>();
+        var plan = LbPlanner.Plan(s, Desired([2], [2]), inUse: id => { asked.Add(id); return true; });
+        Assert.Equal([tcp1], asked);
+        Assert.DoesNotContain(plan.Ops, o => o is LbOp.DeleteBackend { Id: var id } && id == tcp1);
+        Assert.Contains(plan.Ops, o => o is LbOp.DeleteBackend { Id: var id } && id == udp1);
+        s = plan.ApplyTo(s);
+        Assert.True(s.IsDraining(tcp1));
+        Assert.DoesNotContain(tcp1, s.Frontends[Tcp].Slots.Values);
+
+        // A full pass keeps it while a connection uses it, releases it after.
+        Assert.DoesNotContain(LbPlanner.Plan(s, Desired([2], [2]), inUse: id => id == tcp1).Ops, o => o is LbOp.DeleteBackend);
+        Assert.Equal([new LbOp.DeleteBackend(tcp1)], LbPlanner.Plan(s, Desired([2], [2]), inUse: _ => false).Ops);
+
+        // Back again while draining: the same id, in a slot again.
+        s = LbPlanner.Plan(s, Desired([1, 2], [2]), inUse: LbPlanner.KeepDraining).ApplyTo(s);
+        Assert.Equal(tcp1, Id(s, 1, L4Protocol.Tcp));
+        Assert.False(s.IsDraining(tcp1));
+        Assert.Contains(tcp1, s.Frontends[Tcp].Slots.Values);
+    }
+
+    [Fact]
+    public void AServicesDeletionDrainsItsTcpBackendsToo()
+    {
+        var s = LbPlanner.Plan(new LbState(), Desired([1], [1])).ApplyTo(new LbState());
+        var plan = LbPlanner.Plan(s, new DesiredLbState(new Dictionary<FrontendKey, FrontendState>()), inUse: LbPlanner.KeepDraining);
+        s = plan.ApplyTo(s);
+        Assert.Empty(s.Frontends);
+        Assert.Single(s.Backends);
+        Assert.Equal(L4Protocol.Tcp, s.Backends.Values.Single().Address.Protocol);
+        Assert.Empty(LbPlanner.Plan(s, new DesiredLbState(new Dictionary<FrontendKey, FrontendState>()), inUse: _ => false).ApplyTo(s).Backends);
+    }
+}

@@ -69,14 +69,17 @@ public sealed class PodDatapath : IDisposable
 
     public LbSyncResult Apply(string yaml, bool expectErrors) => Apply(yaml, "node-1", null, [], expectErrors);
 
-    public LbSyncResult Apply(string yaml, string nodeName, string? zone, string[] nodeAddresses, bool expectErrors = false)
+    /// <summary>As <see cref="Apply(string, string, string[])"/>, as a full pass (re-read the maps, check all of conntrack).</summary>
+    public LbSyncResult ApplyFull(string yaml) => Apply(yaml, "node-1", null, [], full: true);
+
+    public LbSyncResult Apply(string yaml, string nodeName, string? zone, string[] nodeAddresses, bool expectErrors = false, bool full = false)
     {
         var objects = KubernetesYaml.LoadAllFromString(yaml);
         _store.ReplaceAll(objects.OfType<V1Service>(), objects.OfType<V1EndpointSlice>(), objects.OfType<V1Pod>());
         var translation = ServiceTranslator.Translate(_store.Snapshot(), new NodeContext(nodeName, zone, [.. nodeAddresses.Select(IPAddress.Parse)]));
         if (!expectErrors)
             Assert.Empty(translation.Errors);
-        var result = Syncer.Sync(translation.State);
+        var result = Syncer.Sync(translation.State, reread: full);
         // As the daemon does right after a pass (there off the sync path).
         return result with { ConntrackPurged = result.ConntrackPurged + Syncer.Purger.PurgeNow() };
     }

@@ -1,4 +1,5 @@
 using System.Net;
+using EbpfProxy.Core.Model;
 using EbpfProxy.Datapath.Maps;
 using EbpfProxy.Testing;
 using EbpfProxy.Testing.Packets;
@@ -163,20 +164,28 @@ public class PodProgramTests
     }
 
     [PrivilegedFact]
-    public void WithNoBackendNothingIsForwardedToAStaleBackendAndTheClientIsRejected()
+    public void WithNoBackendNewFlowsAreRejectedWhileAnEstablishedTcpConnectionDrains()
     {
         using var dp = new PodDatapath();
         dp.Apply(PodDatapath.EchoService(Three));
         var syn = PacketBuilder.Tcp(PodDatapath.Client, 42000, PodDatapath.Vip, 80, TcpFlags.Syn);
-        Assert.Contains(Packet.Parse(dp.FromPod(syn).Packet).Destination, ThreeIps);
+        var backend = Packet.Parse(dp.FromPod(syn).Packet).Destination!;
+        Assert.Contains(backend, ThreeIps);
+        var udp = PacketBuilder.Udp(PodDatapath.Client, 42003, PodDatapath.Vip, 80, "x"u8);
+        Assert.Contains(Packet.Parse(dp.FromPod(udp).Packet).Destination, ThreeIps);
 
         dp.Apply(PodDatapath.EchoService([]));
 
+        // kube-proxy rejects only new connections (ctstate NEW): the established one goes on.
+        var late = PacketBuilder.Tcp(PodDatapath.Client, 42000, PodDatapath.Vip, 80, TcpFlags.Ack, "late"u8, seq: 2);
+        var (lateVerdict, lateOut) = dp.FromPod(late);
+        Assert.Equal(PodDatapath.TcActOk, lateVerdict);
+        Assert.Equal(backend, Packet.Parse(lateOut).Destination);
         foreach (var packet in new[]
         {
-            PacketBuilder.Tcp(PodDatapath.Client, 42000, PodDatapath.Vip, 80, TcpFlags.Ack, "late"u8, seq: 2),
             PacketBuilder.Tcp(PodDatapath.Client, 42001, PodDatapath.Vip, 80, TcpFlags.Syn),
             PacketBuilder.Udp(PodDatapath.Client, 42002, PodDatapath.Vip, 80, "x"u8),
+            udp, // its conntrack entry was purged with the backend
         })
         {
             var (verdict, output) = dp.FromPod(packet);
@@ -184,7 +193,79 @@ public class PodProgramTests
             AssertPortUnreachable(packet, output);
         }
         Assert.Equal(3UL, dp.Counter(Reason.RejectNoEndpoint, MetricsDirection.Ingress));
-        Assert.DoesNotContain(dp.Maps.Ct4.Entries(), e => e.Value.BackendId != 0 && e.Key.Dir == CtDirection.Service);
+        Assert.DoesNotContain(dp.Maps.Ct4.Entries(), e => e.Value.BackendId != 0 && e.Key.Dir == CtDirection.Service && e.Key.Proto != 6);
+    }
+
+    /// <summary>
+    /// Issue 9 item 2: a TCP connection keeps its backend when the backend turns not ready, then
+    /// terminating, then leaves the slice, over incremental and full passes; new flows go elsewhere; a UDP
+    /// flow to it moves at once. The backend stays in lb4_backends (draining) until no live conntrack entry
+    /// names it, then a full pass removes it.
+    /// </summary>
+    [PrivilegedFact]
+    public void AnEstablishedTcpConnectionKeepsARemovedBackendUntilItEnds()
+    {
+        using var dp = new PodDatapath();
+        dp.Apply(PodDatapath.EchoService(Three));
+        IPAddress backend = null!;
+        ushort tcpPort = 0, udpPort = 0;
+        for (ushort port = 43000; tcpPort == 0 && port < 43100; port++)
+        {
+            var to = Packet.Parse(dp.FromPod(PacketBuilder.Tcp(PodDatapath.Client, port, PodDatapath.Vip, 80, TcpFlags.Syn)).Packet).Destination!;
+            if (backend is null || to.Equals(backend))
+                (backend, tcpPort) = (to, port);
+        }
+        for (ushort port = 44000; udpPort == 0 && port < 44100; port++)
+            if (Packet.Parse(dp.FromPod(PacketBuilder.Udp(PodDatapath.Client, port, PodDatapath.Vip, 80, "u"u8)).Packet).Destination!.Equals(backend))
+                udpPort = port;
+        Assert.NotEqual(0, udpPort);
+        var others = Three.Where(b => b != backend.ToString()).ToArray();
+        uint seq = 2;
+
+        void StillThere(string stage)
+        {
+            var (verdict, output) = dp.FromPod(PacketBuilder.Tcp(PodDatapath.Client, tcpPort, PodDatapath.Vip, 80, TcpFlags.Ack, "data"u8, seq: seq++));
+            Assert.Equal(PodDatapath.TcActOk, verdict);
+            Assert.True(backend.Equals(Packet.Parse(output).Destination), $"{stage}: the established connection went to {Packet.Parse(output).Destination}, not {backend}");
+            // The backend's reply is still translated back to the VIP.
+            var (rv, reply) = dp.ToPod(PacketBuilder.Tcp(backend, 8080, PodDatapath.Client, tcpPort, TcpFlags.Ack, "ok"u8, seq: 9, ack: seq));
+            Assert.Equal(PodDatapath.TcActOk, rv);
+            Assert.Equal(PodDatapath.Vip, Packet.Parse(reply).Source);
+            for (ushort port = 45000; port < 45030; port++)
+                Assert.NotEqual(backend, Packet.Parse(dp.FromPod(PacketBuilder.Tcp(PodDatapath.Client, port, PodDatapath.Vip, 80, TcpFlags.Syn)).Packet).Destination);
+        }
+
+        // Not ready: out of every slot; the UDP flow moves, the TCP connection stays.
+        string WithBackend(string conditions) => PodDatapath.EchoService(others).Replace("endpoints:", $"endpoints:\n- {{addresses: [{backend}], conditions: {conditions}}}");
+        dp.Apply(WithBackend("{ready: false, serving: false, terminating: false}"));
+        StillThere("not ready");
+        var udpNow = Packet.Parse(dp.FromPod(PacketBuilder.Udp(PodDatapath.Client, udpPort, PodDatapath.Vip, 80, "u"u8)).Packet).Destination!;
+        Assert.Contains(udpNow.ToString(), others);
+        Assert.Contains(dp.Syncer.Current!.Backends.Values, b => b.Address.Address.Equals(backend) && b.Address.Protocol == L4Protocol.Tcp);
+        Assert.DoesNotContain(dp.Syncer.Current!.Backends.Values, b => b.Address.Address.Equals(backend) && b.Address.Protocol == L4Protocol.Udp);
+
+        // Terminating (still serving, others ready): the same, over a full pass that checks conntrack.
+        dp.ApplyFull(WithBackend("{ready: false, serving: true, terminating: true}"));
+        StillThere("terminating");
+
+        // Deleted from the slice, incremental and full passes.
+        dp.Apply(PodDatapath.EchoService(others));
+        StillThere("deleted");
+        dp.ApplyFull(PodDatapath.EchoService(others));
+        StillThere("deleted, full pass");
+        var id = dp.Syncer.Current!.BackendIds[new BackendAddress(backend, 8080, L4Protocol.Tcp)];
+        Assert.True(dp.Syncer.Current.IsDraining(id));
+
+        // The connection closes (FIN), its entries expire (aged past the closing lifetime here): the next full pass releases the backend.
+        dp.FromPod(PacketBuilder.Tcp(PodDatapath.Client, tcpPort, PodDatapath.Vip, 80, TcpFlags.Fin | TcpFlags.Ack, seq: seq++));
+        dp.ApplyFull(PodDatapath.EchoService(others));
+        Assert.True(dp.Maps.Lb4Backends.TryLookup(id, out _), "released while the closing connection's entry was still live");
+        foreach (var (k, v) in dp.Maps.Ct4.Entries().ToList())
+            if (v.BackendId == id)
+                dp.Maps.Ct4.Update(k, v with { LastSeenNs = KernelNow() - 11_000_000_000UL });
+        dp.ApplyFull(PodDatapath.EchoService(others));
+        Assert.False(dp.Maps.Lb4Backends.TryLookup(id, out _), "the drained backend is still in lb4_backends");
+        Assert.DoesNotContain(dp.Syncer.Current!.Backends.Values, b => b.Address.Address.Equals(backend));
     }
 
     /// <summary>The output is an ICMP port unreachable from the original destination to the client, quoting the original.</summary>

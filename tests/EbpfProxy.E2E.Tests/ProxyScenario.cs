@@ -53,10 +53,11 @@ public sealed class ProxyScenario : IAsyncDisposable
     private string? _kubeconfig;
     private string[] _extraArgs = [];
 
-    public static async Task<ProxyScenario> StartWithApiAsync(ITestOutputHelper output, int echoPods, IEnumerable<string> initialBackends, bool waitForFirstSync = true)
+    public static async Task<ProxyScenario> StartWithApiAsync(ITestOutputHelper output, int echoPods, IEnumerable<string> initialBackends, bool waitForFirstSync = true,
+        string[]? extraArgs = null)
     {
         Privileged.EnsureRoot();
-        var s = new ProxyScenario(output);
+        var s = new ProxyScenario(output) { _extraArgs = extraArgs ?? [] };
         try
         {
             var node = s.BuildPods(echoPods);
@@ -96,7 +97,11 @@ public sealed class ProxyScenario : IAsyncDisposable
     };
 
     /// <summary>The echo service's EndpointSlice, as the EndpointSlice controller would write it.</summary>
-    public static V1EndpointSlice EchoSlice(IEnumerable<IPAddress> backends) => new()
+    public static V1EndpointSlice EchoSlice(IEnumerable<IPAddress> backends) =>
+        EchoSliceOf(backends.Select(ip => (ip, new V1EndpointConditions { Ready = true })));
+
+    /// <summary>The echo service's EndpointSlice with each endpoint's conditions (ready, serving, terminating).</summary>
+    public static V1EndpointSlice EchoSliceOf(IEnumerable<(IPAddress Ip, V1EndpointConditions Conditions)> endpoints) => new()
     {
         Metadata = new V1ObjectMeta
         {
@@ -111,7 +116,7 @@ public sealed class ProxyScenario : IAsyncDisposable
             new Discoveryv1EndpointPort { Name = "http", Port = TargetPort, Protocol = "TCP" },
             new Discoveryv1EndpointPort { Name = "udp", Port = TargetPort, Protocol = "UDP" },
         ],
-        Endpoints = [.. backends.Select(ip => new V1Endpoint { Addresses = [ip.ToString()], Conditions = new V1EndpointConditions { Ready = true }, NodeName = "node" })],
+        Endpoints = [.. endpoints.Select(e => new V1Endpoint { Addresses = [e.Ip.ToString()], Conditions = e.Conditions, NodeName = "node" })],
     };
 
     /// <summary>Points the echo slice at these backends through the API.</summary>

@@ -17,9 +17,10 @@ public static class UdpProbe
     /// and waits for one datagram.
     /// </summary>
     /// <returns>The reply text and the endpoint it came from.</returns>
+    /// <remarks><paramref name="localPort"/>: the source port (0: any); requests from one port are one flow to the datapath.</remarks>
     /// <exception cref="ProbeFailedException">No reply within the timeout (<see cref="ProbeFailure.Timeout"/>), or a send error.</exception>
     public static async Task<(string Reply, IPEndPoint From)> RequestAsync(
-        NetNs ns, IPAddress dst, int port, string payload, TimeSpan timeout, CancellationToken cancellationToken = default)
+        NetNs ns, IPAddress dst, int port, string payload, TimeSpan timeout, CancellationToken cancellationToken = default, int localPort = 0)
     {
         ArgumentNullException.ThrowIfNull(ns);
         ArgumentNullException.ThrowIfNull(dst);
@@ -29,7 +30,9 @@ public static class UdpProbe
         using Socket socket = ns.Run(() =>
         {
             var s = new Socket(dst.AddressFamily, SocketType.Dgram, ProtocolType.Udp);
-            s.Bind(new IPEndPoint(any, 0));
+            if (localPort != 0)
+                s.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
+            s.Bind(new IPEndPoint(any, localPort));
             return s;
         });
 

@@ -42,12 +42,35 @@ public sealed record LbPlan(IReadOnlyList<LbOp> Ops, ImmutableArray<TranslationE
 /// unchanged), so one EndpointSlice update costs work proportional to its service, not to the
 /// cluster. Without it, everything is diffed, including strays left in the maps (periodic resync).
 /// </para>
+/// <para>
+/// Draining (issue 9 item 2, kube-proxy's rule): a TCP or SCTP backend that leaves every slot
+/// (not ready, terminating, deleted) stays in the backends map, where established connections'
+/// conntrack entries still find it, while no slot offers it to new flows. It goes only when
+/// <c>inUse</c> says no live connection names it any more; UDP backends go at once (their
+/// conntrack entries are purged, kube-proxy clears UDP conntrack too). Without <c>inUse</c> nothing
+/// is drained.
+/// </para>
 /// The planner reads <paramref name="current"/> and never modifies it, except for advancing the
 /// id high-water marks; the caller applies the ops to the maps and to the state.
 /// </summary>
 public static class LbPlanner
 {
-    public static LbPlan Plan(LbState current, DesiredLbState desired, LbLimits? limits = null, IReadOnlyCollection<FrontendKey>? changed = null)
+    /// <summary>For incremental passes: every draining backend stays until a full pass checks conntrack.</summary>
+    public static readonly Func<uint, bool> KeepDraining = static _ => true;
+
+    /// <summary>Whether established connections to a backend of this protocol outlive its removal (TCP, SCTP).</summary>
+    public static bool Drains(L4Protocol protocol) => protocol is L4Protocol.Tcp or L4Protocol.Sctp;
+
+    /// <param name="current">What the maps hold.</param>
+    /// <param name="desired">What they should hold.</param>
+    /// <param name="limits">Map capacities.</param>
+    /// <param name="changed">The frontends to plan (null: all, with strays).</param>
+    /// <param name="inUse">
+    /// Whether a live connection still names a backend id that no slot names any more: such a TCP or
+    /// SCTP backend is kept, draining. Called only for those, at most once each. Null: none is in use.
+    /// </param>
+    public static LbPlan Plan(LbState current, DesiredLbState desired, LbLimits? limits = null, IReadOnlyCollection<FrontendKey>? changed = null,
+        Func<uint, bool>? inUse = null)
     {
         limits ??= LbLimits.Default;
         bool full = changed is null;
@@ -231,7 +254,8 @@ public static class LbPlanner
         var wantedIds = new HashSet<uint>(idOf.Values);
         foreach (var id in candidateList)
         {
-            if (!wantedIds.Contains(id) && current.SlotReferences(id) + delta.GetValueOrDefault(id) <= 0)
+            if (!wantedIds.Contains(id) && current.SlotReferences(id) + delta.GetValueOrDefault(id) <= 0
+                && !(inUse is not null && Drains(current.Backends[id].Address.Protocol) && inUse(id)))
                 ops.Add(new LbOp.DeleteBackend(id));
         }
         return new LbPlan(ops, errors.ToImmutable());

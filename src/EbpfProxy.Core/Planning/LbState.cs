@@ -47,6 +47,9 @@ public sealed class LbState
     /// <summary>How many slots name a backend id.</summary>
     public int SlotReferences(uint backendId) => _slotRefs.GetValueOrDefault(backendId);
 
+    /// <summary>A backend that no slot names but established connections may still use (see <see cref="LbPlanner"/>: draining).</summary>
+    public bool IsDraining(uint backendId) => _backends.ContainsKey(backendId) && !_slotRefs.ContainsKey(backendId);
+
     /// <summary>Whether a rev-NAT id is in use anywhere (rev-NAT map, names map, a service entry).</summary>
     public bool RevNatIdInUse(ushort id) => _revNat.ContainsKey(id) || _names.ContainsKey(id) || _serviceRevNatRefs.ContainsKey(id);
 

@@ -1,4 +1,6 @@
 using System.Net;
+using EbpfProxy.Core.Model;
+using EbpfProxy.Core.Planning;
 using EbpfProxy.Datapath.Maps;
 using Microsoft.Extensions.Logging;
 
@@ -8,8 +10,23 @@ namespace EbpfProxy.Datapath.Sync;
 public readonly record struct RemovedBackend(ushort RevNatId, uint BackendId, IPAddress Address, ushort Port);
 
 /// <summary>
-/// Deletes the conntrack entries and session-affinity pins of backends removed from their service, so their flows (UDP
-/// ones especially, which never close) stop at once instead of after their timeout. The syncer
+/// What a full conntrack validation keeps: (rev-NAT id, backend id) pairs of published slots and
+/// (rev-NAT id, address, port) of their replies; and, for TCP and SCTP flows, every backend the
+/// maps hold (by id, and by address and port for replies), draining ones included.
+/// </summary>
+public sealed record ValidFlows(
+    HashSet<(ushort RevNatId, uint BackendId)> Valid,
+    HashSet<(ushort RevNatId, IPAddress Address, ushort Port)> Replies,
+    HashSet<uint> Backends,
+    HashSet<(IPAddress Address, ushort Port)> BackendAddresses);
+
+/// <summary>
+/// Deletes the conntrack entries of UDP (and other connectionless) flows to backends removed from
+/// their service, so those flows, which never close, move to a remaining backend at once instead
+/// of after their timeout, and the session-affinity pins of every removed backend, so new
+/// connections choose again. TCP and SCTP flows keep their entries: their backend stays in the
+/// maps, draining, until they end (kube-proxy clears conntrack for UDP only; issue 9 item 2;
+/// see <see cref="LbPlanner"/>). The syncer
 /// records what each pass removed; the scan of the conntrack map (its cost grows with the map's
 /// size, not with the change) runs off the sync path, coalescing the removals of many passes.
 /// </summary>
@@ -60,7 +77,7 @@ public sealed partial class ConntrackPurger
             replies.Add((r.RevNatId, r.Address, r.Port));
         }
         return Purge(
-            e => e.Key.Dir switch
+            e => !Drains(e.Key) && e.Key.Dir switch
             {
                 CtDirection.Service => services.Contains((e.Value.RevNatId, e.Value.BackendId)),
                 CtDirection.Reply => replies.Contains((e.Value.RevNatId, e.Key.SaddrBe.ToAddress(), e.Key.SportBe.ToHost())),
@@ -71,30 +88,39 @@ public sealed partial class ConntrackPurger
 
     /// <summary>
     /// Deletes every entry whose (rev-NAT id, backend) is not among the valid pairs
-    /// (after a full sync: catches removals that happened while the daemon was not running).
+    /// (after a full sync: catches removals that happened while the daemon was not running);
+    /// a TCP or SCTP flow stays valid while its backend is in the maps at all (draining).
     /// <paramref name="valid"/> is called only when there is an entry to check: building the
     /// sets costs as much as the maps hold, and a node that just booted has no flow yet.
     /// </summary>
-    public int PurgeAllExcept(Func<(HashSet<(ushort RevNatId, uint BackendId)> Valid, HashSet<(ushort RevNatId, IPAddress Address, ushort Port)> Replies)> valid)
+    public int PurgeAllExcept(Func<ValidFlows> valid)
     {
-        (HashSet<(ushort, uint)> Valid, HashSet<(ushort, IPAddress, ushort)> Replies)? sets = null;
+        ValidFlows? sets = null;
         return Purge(
             e =>
             {
                 sets ??= valid();
+                bool drains = Drains(e.Key);
                 return e.Key.Dir switch
                 {
-                    CtDirection.Service => !sets.Value.Valid.Contains((e.Value.RevNatId, e.Value.BackendId)),
-                    CtDirection.Reply => !sets.Value.Replies.Contains((e.Value.RevNatId, e.Key.SaddrBe.ToAddress(), e.Key.SportBe.ToHost())),
+                    CtDirection.Service => drains
+                        ? !sets.Backends.Contains(e.Value.BackendId)
+                        : !sets.Valid.Contains((e.Value.RevNatId, e.Value.BackendId)),
+                    CtDirection.Reply => drains
+                        ? !sets.BackendAddresses.Contains((e.Key.SaddrBe.ToAddress(), e.Key.SportBe.ToHost()))
+                        : !sets.Replies.Contains((e.Value.RevNatId, e.Key.SaddrBe.ToAddress(), e.Key.SportBe.ToHost())),
                     _ => false,
                 };
             },
             pin =>
             {
                 sets ??= valid();
-                return !sets.Value.Valid.Contains((pin.Key.RevNatId, pin.Value.BackendId));
+                return !sets.Valid.Contains((pin.Key.RevNatId, pin.Value.BackendId));
             });
     }
+
+    /// <summary>A flow whose translation outlives its backend's removal (TCP, SCTP).</summary>
+    private static bool Drains(in Ct4Key key) => LbPlanner.Drains((L4Protocol)key.Proto);
 
     /// <summary>Deletes the stale conntrack entries and session-affinity pins; returns how many went.</summary>
     private int Purge(Func<KeyValuePair<Ct4Key, CtEntry>, bool> staleFlow, Func<KeyValuePair<Lb4AffinityKey, LbAffinityValue>, bool> stalePin)

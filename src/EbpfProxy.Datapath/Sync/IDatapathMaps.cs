@@ -43,6 +43,12 @@ public interface IDatapathMaps
     void UpsertSourceRange(Lb4SrcRangeKey key);
     void DeleteSourceRange(Lb4SrcRangeKey key);
 
+    /// <summary>
+    /// The backend ids that live TCP and SCTP connections name in conntrack
+    /// (<see cref="ConntrackLiveness.HoldsBackend"/>): the draining backends that must stay. One scan.
+    /// </summary>
+    HashSet<uint> ReadFlowBackends();
+
     /// <summary>Deletes the conntrack entries and affinity pins the predicates call stale (one scan each, then the deletes). Returns how many went.</summary>
     int DeleteConntrack(Func<Ct4Key, CtEntry, bool> staleFlow, Func<Lb4AffinityKey, LbAffinityValue, bool> stalePin);
 

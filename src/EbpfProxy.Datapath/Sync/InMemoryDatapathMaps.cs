@@ -107,6 +107,18 @@ public sealed class InMemoryDatapathMaps : IDatapathMaps
     public void UpsertSourceRange(Lb4SrcRangeKey key) => Write(LbMaps.SourceRangeMap, () => _sourceRanges.Add(key));
     public void DeleteSourceRange(Lb4SrcRangeKey key) => Write(LbMaps.SourceRangeMap, () => _sourceRanges.Remove(key));
 
+    /// <summary>The clock <see cref="ReadFlowBackends"/> judges conntrack entries' lifetimes by (the kernel's by default).</summary>
+    public Func<ulong> KernelNowNs { get; set; } = ConntrackLiveness.KernelNowNs;
+
+    public HashSet<uint> ReadFlowBackends()
+    {
+        lock (_gate)
+        {
+            var now = KernelNowNs();
+            return Conntrack.Where(kv => ConntrackLiveness.HoldsBackend(kv.Key, kv.Value, now)).Select(kv => kv.Value.BackendId).ToHashSet();
+        }
+    }
+
     public int DeleteConntrack(Func<Ct4Key, CtEntry, bool> staleFlow, Func<Lb4AffinityKey, LbAffinityValue, bool> stalePin)
     {
         lock (_gate)

@@ -28,6 +28,16 @@ public sealed class PinnedDatapathMaps(LbMaps lb, PolicyMaps policy) : IDatapath
     public void UpsertSourceRange(Lb4SrcRangeKey key) => Lb.SourceRanges.Update(key, 1u);
     public void DeleteSourceRange(Lb4SrcRangeKey key) => Lb.SourceRanges.Delete(key);
 
+    public HashSet<uint> ReadFlowBackends()
+    {
+        var ids = new HashSet<uint>();
+        var now = ConntrackLiveness.KernelNowNs();
+        foreach (var (k, v) in Lb.Ct4.Entries())
+            if (ConntrackLiveness.HoldsBackend(k, v, now))
+                ids.Add(v.BackendId);
+        return ids;
+    }
+
     public int DeleteConntrack(Func<Ct4Key, CtEntry, bool> staleFlow, Func<Lb4AffinityKey, LbAffinityValue, bool> stalePin) =>
         DeleteWhere(Lb.Ct4, staleFlow) + DeleteWhere(Lb.Affinity, stalePin);
 

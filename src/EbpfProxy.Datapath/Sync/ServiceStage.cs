@@ -71,7 +71,12 @@ public sealed partial class ServiceStage
         }
 
         var planStart = sw.Elapsed;
-        var plan = LbPlanner.Plan(_state, desired, _limits, changed);
+        // Draining TCP/SCTP backends (no slot names them) stay while a live connection uses them:
+        // a full pass asks conntrack (one scan, only when there is such a backend to decide on),
+        // an incremental pass keeps them all.
+        HashSet<uint>? flows = null;
+        Func<uint, bool> inUse = reread ? id => (flows ??= _maps.ReadFlowBackends()).Contains(id) : LbPlanner.KeepDraining;
+        var plan = LbPlanner.Plan(_state, desired, _limits, changed, inUse);
         var planTime = sw.Elapsed - planStart;
         var removals = SlotRemovals(_state, plan.Ops);
         if (plan.Ops.Count >= MinBatch)
@@ -163,10 +168,12 @@ public sealed partial class ServiceStage
     }
 
     /// <summary>The (rev-NAT id, backend) pairs the maps hold after a pass, for a full conntrack validation.</summary>
-    private static (HashSet<(ushort, uint)> Valid, HashSet<(ushort, System.Net.IPAddress, ushort)> Replies) ValidPairs(LbState state)
+    private static ValidFlows ValidPairs(LbState state)
     {
         var valid = new HashSet<(ushort, uint)>();
         var replies = new HashSet<(ushort, System.Net.IPAddress, ushort)>();
+        var backends = new HashSet<uint>(state.Backends.Keys);
+        var addresses = state.Backends.Values.Select(b => (b.Address.Address, b.Address.Port)).ToHashSet();
         foreach (var fe in state.Frontends.Values)
         {
             if (fe.Service is not { } svc)
@@ -178,7 +185,7 @@ public sealed partial class ServiceStage
                     replies.Add((svc.RevNatId, be.Address.Address, be.Address.Port));
             }
         }
-        return (valid, replies);
+        return new ValidFlows(valid, replies, backends, addresses);
     }
 
     /// <summary>Backends that a plan's slot removals take away from their frontend (checked against the state after the plan).</summary>

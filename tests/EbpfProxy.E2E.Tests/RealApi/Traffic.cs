@@ -17,6 +17,7 @@ internal sealed class Traffic : IAsyncDisposable
     private long _requests;
     private long _failures;
     private long _resets;
+    private int _held;
 
     public long Requests => Interlocked.Read(ref _requests);
     public long Failures => Interlocked.Read(ref _failures);
@@ -60,13 +61,25 @@ internal sealed class Traffic : IAsyncDisposable
         }
     }));
 
-    /// <summary>Opens <paramref name="count"/> connections now and keeps each busy until stopped; returns once they are open.</summary>
-    public async Task AddLongLivedAsync(NetNs from, IPAddress dst, int port, int count)
+    /// <summary>
+    /// Opens <paramref name="count"/> connections now and keeps each busy until stopped; returns once they are open.
+    /// With <paramref name="backend"/>, only connections that this echo server answers are kept (others are closed and
+    /// opened again).
+    /// </summary>
+    public async Task AddLongLivedAsync(NetNs from, IPAddress dst, int port, int count, string? backend = null)
     {
-        for (int n = 0; n < count; n++)
+        for (int n = 0, attempts = 0; n < count; n++)
         {
             var c = await TcpProbe.ConnectAsync(from, dst, port, TimeSpan.FromSeconds(3));
-            var id = n;
+            if (backend is not null && !(await c.RequestAsync("who", TimeSpan.FromSeconds(3))).StartsWith(backend + " ", StringComparison.Ordinal))
+            {
+                c.Dispose();
+                if (++attempts > 300)
+                    throw new InvalidOperationException($"no connection to {dst}:{port} reached {backend} in 300 attempts");
+                n--;
+                continue;
+            }
+            var id = Interlocked.Increment(ref _held);
             _loops.Add(Task.Run(async () =>
             {
                 using var conn = c;
@@ -76,7 +89,7 @@ internal sealed class Traffic : IAsyncDisposable
                     try
                     {
                         var reply = await conn.RequestAsync($"held{id}-{i}", TimeSpan.FromSeconds(5));
-                        if (!reply.EndsWith($" held{id}-{i}", StringComparison.Ordinal))
+                        if (!reply.EndsWith($" held{id}-{i}", StringComparison.Ordinal) || backend is not null && !reply.StartsWith(backend + " ", StringComparison.Ordinal))
                             throw new InvalidOperationException($"unexpected reply '{reply}'");
                     }
                     catch (ProbeFailedException e) when (e.Failure is ProbeFailure.Reset or ProbeFailure.Closed)
