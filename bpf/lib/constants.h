@@ -19,6 +19,7 @@
 #include "metrics_types.h"
 #include "trace_types.h"
 #include "policy_types.h"
+#include "flow_types.h"
 
 struct btf_constants {
 	enum reason reason;
@@ -41,6 +42,9 @@ struct btf_constants {
 	enum pol_id_name_len pol_id_name_len;
 	enum pol_verdict pol_verdict;
 	enum pol_ct_flags pol_ct_flags;
+	/* A struct no map names as its key or value (ring buffer records are
+	 * untyped): here so LayoutTests find it in the BTF. */
+	struct flow_event flow_event;
 };
 
 struct btf_constants btf_constants __attribute__((used)) SEC(".constants");
