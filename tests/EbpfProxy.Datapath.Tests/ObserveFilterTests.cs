@@ -13,7 +13,7 @@ public sealed class ObserveFilterTests
     private static readonly IPEndPoint Backend = IPEndPoint.Parse("10.244.0.11:8080");
 
     private static ObservedEvent NewConnection(string? service = "default/echo:http") =>
-        new(DateTime.UtcNow, false, Reason.ForwardServiceNew, MetricsDirection.Ingress, 6, Client, Vip, Client, Backend, service, 5, "veth0", 0, 0);
+        new(DateTimeOffset.UtcNow, 1, false, Reason.ForwardServiceNew, MetricsDirection.Ingress, 6, Client, Vip, Client, Backend, service, 5, "veth0", 0, 0);
 
     [Fact]
     public void ServiceMatchesEveryPortOfANameOrOnePort()

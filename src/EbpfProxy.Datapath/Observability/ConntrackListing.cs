@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Net;
 using EbpfProxy.Core.Planning;
 using EbpfProxy.Datapath.Maps;
@@ -51,7 +50,7 @@ public sealed record ConntrackFilter(IPAddress? Address = null, ushort? Port = n
 /// <summary>
 /// Reads the three conntrack tables from the maps (pinned or not) into <see cref="ConntrackRow"/>s,
 /// naming services through lb_names and pods through pol_ep_names. Ages are measured against the
-/// kernel's monotonic clock (bpf_ktime_get_ns, which .NET's Stopwatch reads on Linux). An entry
+/// kernel's monotonic clock (bpf_ktime_get_ns, read through KernelClock). An entry
 /// past its lifetime is shown as <c>expired</c>: the datapath ignores it and the LRU reclaims it.
 /// </summary>
 public static class ConntrackListing
@@ -60,12 +59,9 @@ public static class ConntrackListing
     private const ulong NsPerSec = 1_000_000_000UL;
     private const ulong LifetimeTcp = 21600 * NsPerSec, LifetimeOther = 60 * NsPerSec, LifetimeClosing = 10 * NsPerSec;
 
-    /// <summary>CLOCK_MONOTONIC in nanoseconds, the clock of bpf_ktime_get_ns().</summary>
-    public static ulong KernelNowNs() => (ulong)(Stopwatch.GetTimestamp() * (1e9 / Stopwatch.Frequency));
-
     public static IReadOnlyList<ConntrackRow> Read(LbMaps lb, PolicyMaps? policy, ConntrackFilter filter)
     {
-        var now = KernelNowNs();
+        var now = LibBpf.Net.KernelClock.NowNs();
         var state = LbMapIo.Read(lb);
         var rows = new List<ConntrackRow>();
         // ct4, kept by key so the masquerade entries can name their connection's service.

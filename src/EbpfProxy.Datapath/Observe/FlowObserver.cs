@@ -8,7 +8,8 @@ namespace EbpfProxy.Datapath.Observe;
 
 /// <summary>One event `observe` shows: a dropped packet (drop_events) or a new connection (flow_events).</summary>
 public sealed record ObservedEvent(
-    DateTime Time,
+    DateTimeOffset Time,
+    ulong KtimeNs,
     bool Dropped,
     Reason Reason,
     MetricsDirection Direction,
@@ -71,7 +72,7 @@ public sealed class FlowObserver : IDisposable
     private readonly List<ObservedEvent> _batch = [];
     private readonly Func<ushort, string?> _serviceById;
     private readonly Func<IPEndPoint, string?> _serviceByFrontend;
-    private readonly DateTime _bootWall;
+    private long _wallOffsetNs;
     private Dictionary<int, string> _interfaces = new();
 
     /// <param name="flowRate">Flow events per second and CPU; 0 reads drops only.</param>
@@ -79,8 +80,6 @@ public sealed class FlowObserver : IDisposable
     {
         _serviceById = serviceById;
         _serviceByFrontend = serviceByFrontend;
-        // The kernel's monotonic clock (bpf_ktime_get_ns) against the wall clock, once.
-        _bootWall = DateTime.UtcNow - TimeSpan.FromTicks((long)(ConntrackListing.KernelNowNs() / 100));
         try
         {
             _dropMap = BpfMap.OpenPinned(Path.Combine(pinPath, LbMaps.DropEventsMap));
@@ -117,6 +116,8 @@ public sealed class FlowObserver : IDisposable
     public IReadOnlyList<ObservedEvent> Poll(int timeoutMs)
     {
         _batch.Clear();
+        // The kernel stamped each event (bpf_ktime_get_ns): the wall clock's offset, sampled per poll (NTP may step it).
+        _wallOffsetNs = KernelClock.WallOffsetNs();
         if (_flows is null)
         {
             _drops!.Poll(timeoutMs);
@@ -143,7 +144,7 @@ public sealed class FlowObserver : IDisposable
         return values is null ? 0 : values.Aggregate(0UL, (sum, v) => sum + v.Suppressed);
     }
 
-    private DateTime Wall(ulong tsNs) => _bootWall + TimeSpan.FromTicks((long)(tsNs / 100));
+    private DateTimeOffset Wall(ulong tsNs) => KernelClock.ToWallClock(tsNs, _wallOffsetNs);
 
     private string? InterfaceName(int ifindex)
     {
@@ -158,7 +159,7 @@ public sealed class FlowObserver : IDisposable
     private ObservedEvent FromDrop(DropEvent ev)
     {
         var dst = new IPEndPoint(ev.DaddrBe.ToAddress(), ev.DportBe.ToHost());
-        return new ObservedEvent(Wall(ev.TsNs), true, (Reason)ev.Reason, (MetricsDirection)ev.Dir, ev.Proto,
+        return new ObservedEvent(Wall(ev.TsNs), ev.TsNs, true, (Reason)ev.Reason, (MetricsDirection)ev.Dir, ev.Proto,
             new IPEndPoint(ev.SaddrBe.ToAddress(), ev.SportBe.ToHost()), dst, null, null,
             _serviceByFrontend(dst), (int)ev.Ifindex, InterfaceName((int)ev.Ifindex), ev.PolicyEndpoint, ev.PolicyIdentity);
     }
@@ -166,7 +167,7 @@ public sealed class FlowObserver : IDisposable
     private ObservedEvent FromFlow(FlowEvent ev)
     {
         var dst = new IPEndPoint(ev.DaddrBe.ToAddress(), ev.DportBe.ToHost());
-        return new ObservedEvent(Wall(ev.TsNs), false, (Reason)ev.Reason, (MetricsDirection)ev.Dir, ev.Proto,
+        return new ObservedEvent(Wall(ev.TsNs), ev.TsNs, false, (Reason)ev.Reason, (MetricsDirection)ev.Dir, ev.Proto,
             new IPEndPoint(ev.SaddrBe.ToAddress(), ev.SportBe.ToHost()), dst,
             new IPEndPoint(ev.XlatSaddrBe.ToAddress(), ev.XlatSportBe.ToHost()), new IPEndPoint(ev.XlatDaddrBe.ToAddress(), ev.XlatDportBe.ToHost()),
             ev.RevNatId != 0 ? _serviceById(ev.RevNatId) : _serviceByFrontend(dst), (int)ev.Ifindex, InterfaceName((int)ev.Ifindex), ev.PolicyEndpoint, ev.PolicyIdentity);

@@ -129,7 +129,8 @@ internal static class ObserveCommand
 
     private static object Json(ObservedEvent ev) => new
     {
-        time = ev.Time.ToString("O"),
+        time = ev.Time.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss.ffffff'Z'", System.Globalization.CultureInfo.InvariantCulture),
+        ktimeNs = ev.KtimeNs,
         verdict = ev.Verdict,
         reason = ReasonInfo.Name(ev.Reason),
         direction = KernelCounters.DirectionName(ev.Direction),
