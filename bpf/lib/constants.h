@@ -42,11 +42,16 @@ struct btf_constants {
 	enum pol_id_name_len pol_id_name_len;
 	enum pol_verdict pol_verdict;
 	enum pol_ct_flags pol_ct_flags;
-	/* A struct no map names as its key or value (ring buffer records are
-	 * untyped): here so LayoutTests find it in the BTF. */
-	struct flow_event flow_event;
 };
 
 struct btf_constants btf_constants __attribute__((used)) SEC(".constants");
+
+/* Shared structs no map names as its key or value (ring buffer records are
+ * untyped), carried the same way so LayoutTests find them in the BTF. */
+struct btf_records {
+	struct flow_event flow_event;
+};
+
+struct btf_records btf_records __attribute__((used)) SEC(".constants");
 
 #endif

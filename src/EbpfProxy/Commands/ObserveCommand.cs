@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Net;
+using System.Runtime.InteropServices;
 using System.Text.Json;
 using EbpfProxy.Datapath.Maps;
 using EbpfProxy.Datapath.Observability;
@@ -88,8 +89,12 @@ internal static class ObserveCommand
             await Console.Error.WriteLineAsync(observer.FlowsOn
                 ? $"observing drops and new connections (at most {rate} new-connection events a second per CPU)"
                 : "observing drops").ConfigureAwait(false);
+            // SIGTERM and SIGHUP end the loop like Ctrl-C, so the flow rate is put back before exit.
+            using var stop = CancellationTokenSource.CreateLinkedTokenSource(ct);
+            using var term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; stop.Cancel(); });
+            using var hup = PosixSignalRegistration.Create(PosixSignal.SIGHUP, c => { c.Cancel = true; stop.Cancel(); });
             int seen = 0;
-            while (!ct.IsCancellationRequested && DateTime.UtcNow < until && (limit == 0 || seen < limit))
+            while (!stop.IsCancellationRequested && DateTime.UtcNow < until && (limit == 0 || seen < limit))
             {
                 foreach (var ev in observer.Poll(200))
                 {
