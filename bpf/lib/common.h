@@ -53,6 +53,9 @@
 #ifndef FRAG4_MAX
 #define FRAG4_MAX 8192
 #endif
+#ifndef POL_CT4_MAX
+#define POL_CT4_MAX 262144
+#endif
 #ifndef POL_RULES_MAX
 #define POL_RULES_MAX 262144
 #endif

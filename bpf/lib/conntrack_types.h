@@ -11,7 +11,7 @@ enum ct_dir {
 	CT_DIR_REPLY = 2, /* backend -> client, as the reply is sent */
 	CT_DIR_SNAT_OUT = 3, /* snat4: client -> VIP:port; holds the masquerade source */
 	CT_DIR_SNAT_IN = 4, /* snat4: backend -> node:nat_port; holds the client */
-	CT_DIR_POLICY = 5, /* a connection a local pod's policy admitted, as that pod sees it (policy.h) */
+	CT_DIR_POLICY = 5, /* pol_ct4: a connection a local pod's policy admitted, as that pod sees it (policy.h) */
 };
 
 struct ct4_key {
@@ -29,7 +29,7 @@ enum ct_flags {
 	CT_F_SEEN_REPLY = 1u << 0,
 	CT_F_CLOSING = 1u << 1, /* FIN or RST seen */
 	CT_F_SNAT = 1u << 2, /* masqueraded: the snat4 entries hold the source rewrite */
-	CT_F_POLICY_INBOUND = 1u << 3, /* CT_DIR_POLICY: the peer opened it (else the pod did) */
+	CT_F_POLICY_INBOUND = 1u << 3, /* retired: policy entries in ct4 before pol_ct4 (the peer opened it) */
 };
 
 struct ct_entry {

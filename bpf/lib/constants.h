@@ -40,6 +40,7 @@ struct btf_constants {
 	enum pol_ep_name_len pol_ep_name_len;
 	enum pol_id_name_len pol_id_name_len;
 	enum pol_verdict pol_verdict;
+	enum pol_ct_flags pol_ct_flags;
 };
 
 struct btf_constants btf_constants __attribute__((used)) SEC(".constants");

@@ -202,6 +202,16 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } pol_rules SEC(".maps");
 
+/* NetworkPolicy: connections a local pod's policy admitted (policy.h), LRU, apart
+ * from the service conntrack so service flows never evict them. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct ct4_key);
+	__type(value, struct pol_ct_entry);
+	__uint(max_entries, POL_CT4_MAX);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} pol_ct4 SEC(".maps");
+
 /* NetworkPolicy, for the CLI only (never read per packet): local pod address ->
  * endpoint id and "namespace/name", for every local pod. */
 struct {

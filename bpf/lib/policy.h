@@ -5,7 +5,7 @@
  * backend and its port), ingress at to_pod (the peer is the packet's sender).
  *
  * Only the packet that opens a connection is judged. An admitted connection
- * gets a CT_DIR_POLICY entry in ct4 owned by the local pod and keyed by the
+ * gets an entry in pol_ct4 (its own map, policy_types.h) owned by the local pod and keyed by the
  * tuple as that pod sees it, its own address and port first: what it sends
  * before the service path translates it (from_pod), what it receives after
  * the reverse translation (to_pod). Both directions of the connection
@@ -18,8 +18,7 @@
  *
  * The entry also records the real peer (address and port after the service
  * path's translation: the backend a client's packets went to, or the sender
- * of what a server received) in backend_id / rev_nat_id, which policy entries
- * do not otherwise use. A packet going the way the connection was opened whose
+ * of what a server received). A packet going the way the connection was opened whose
  * real peer differs from the entry's is judged again: a service flow that moved
  * to another backend (its backend went away) is a new flow as far as policy goes.
  *
@@ -28,7 +27,7 @@
  * policy admitted it and are not used here.
  *
  * A pod with no isolation costs one pol_endpoints lookup. An isolated pod's
- * packet costs one more ct4 lookup; a new flow adds the ipcache lookup and one
+ * packet costs one more pol_ct4 lookup; a new flow adds the ipcache lookup and one
  * or two rule lookups. A packet without an entry is judged as a new flow, TCP
  * non-SYN included (after a conntrack loss the connection survives when
  * policy admits it either way; Cilium does the same). Traced packets create
@@ -40,6 +39,29 @@
 #include "maps.h"
 #include "parse.h"
 #include "conntrack.h"
+
+/* As ct_entry_live / ct_entry_touch (conntrack.h), for policy entries. */
+static __always_inline bool pol_ct_live(const struct pol_ct_entry *e, const struct pkt4 *p, __u64 now)
+{
+	__u64 lifetime = (e->flags & POL_CT_F_CLOSING) ? CT_LIFETIME_CLOSING
+			 : p->proto == IPPROTO_TCP      ? CT_LIFETIME_TCP
+							: CT_LIFETIME_NONTCP;
+
+	if (now - e->last_seen_ns > lifetime)
+		return false;
+	if (p->proto == IPPROTO_TCP && (e->flags & POL_CT_F_CLOSING) &&
+	    (p->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN)
+		return false;
+	return true;
+}
+
+static __always_inline void pol_ct_touch(struct pol_ct_entry *e, const struct pkt4 *p, __u64 now)
+{
+	if (now - e->last_seen_ns > CT_REFRESH_INTERVAL)
+		e->last_seen_ns = now;
+	if ((p->tcp_flags & (TCP_FLAG_FIN | TCP_FLAG_RST)) && !(e->flags & POL_CT_F_CLOSING))
+		e->flags |= POL_CT_F_CLOSING;
+}
 
 /* The identity of a peer address: its longest ipcache prefix, else world. */
 static __always_inline __u32 policy_identity_of(__be32 addr)
@@ -89,7 +111,7 @@ static __always_inline __u32 policy4_enforce(struct __sk_buff *skb, const struct
 	struct pkt4 post = *p;
 	struct pol_endpoint *ep;
 	struct ct4_key key;
-	struct ct_entry *ct;
+	struct pol_ct_entry *ct;
 	__be32 local, peer;
 	__be16 peer_port;
 	__u64 now;
@@ -118,18 +140,17 @@ static __always_inline __u32 policy4_enforce(struct __sk_buff *skb, const struct
 	else
 		ct4_key_make(&key, post.daddr, post.saddr, post.dport, post.sport, post.proto, CT_DIR_POLICY);
 	now = bpf_ktime_get_ns();
-	ct = bpf_map_lookup_elem(&ct4, &key);
+	ct = bpf_map_lookup_elem(&pol_ct4, &key);
 	/* The real peer is compared only for packets going the way the connection
 	 * was opened (a client's packets after a backend change are judged again).
 	 * A reply needs only the key: its sender may be shown differently on the
 	 * way back (a masqueraded reply is restored before the client's to_pod,
 	 * a server replies to the node address it was reached from). */
-	if (ct && ct_entry_live(ct, p, now) &&
-	    (from_pod == !!(ct->flags & CT_F_POLICY_INBOUND) ||
-	     (ct->backend_id == peer && ct->rev_nat_id == peer_port))) {
+	if (ct && pol_ct_live(ct, p, now) &&
+	    (from_pod == !!(ct->flags & POL_CT_F_INBOUND) || (ct->peer_be == peer && ct->peer_port_be == peer_port))) {
 		tr->policy_verdict = POL_VERDICT_TRACKED;
 		if (!trace)
-			ct_entry_touch(ct, p, now);
+			pol_ct_touch(ct, p, now);
 		return reason;
 	}
 
@@ -150,15 +171,15 @@ static __always_inline __u32 policy4_enforce(struct __sk_buff *skb, const struct
 	if (verdict == POL_VERDICT_DENY)
 		return from_pod ? REASON_DROP_POLICY_EGRESS : REASON_DROP_POLICY_INGRESS;
 	if (!trace) {
-		struct ct_entry entry = {
+		struct pol_ct_entry entry = {
 			.last_seen_ns = now,
 			.created_ns = now,
-			.backend_id = peer,
-			.rev_nat_id = peer_port,
-			.flags = from_pod ? 0 : CT_F_POLICY_INBOUND,
+			.peer_be = peer,
+			.peer_port_be = peer_port,
+			.flags = from_pod ? 0 : POL_CT_F_INBOUND,
 		};
 
-		if (bpf_map_update_elem(&ct4, &key, &entry, BPF_ANY) < 0)
+		if (bpf_map_update_elem(&pol_ct4, &key, &entry, BPF_ANY) < 0)
 			return REASON_DROP_CT_CREATE;
 	}
 	return reason;

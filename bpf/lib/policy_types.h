@@ -105,6 +105,28 @@ struct pol_id_name {
 	char text[POL_ID_NAME_LEN];
 };
 
+/*
+ * Value of pol_ct4, the policy conntrack map: one connection a local pod's
+ * policy admitted. Its key is a struct ct4_key (conntrack_types.h) with dir
+ * CT_DIR_POLICY, the pod's own address and port first. A map of its own, so a
+ * flood of service flows in ct4 never evicts an admitted connection (whose
+ * replies would then be judged as new flows). Versions before pol_ct4 kept
+ * these entries in ct4 (peer in backend_id / rev_nat_id, CT_F_POLICY_INBOUND);
+ * the loader moves them over on upgrade.
+ */
+enum pol_ct_flags {
+	POL_CT_F_INBOUND = 1u << 0, /* the peer opened the connection (else the pod did) */
+	POL_CT_F_CLOSING = 1u << 1, /* FIN or RST seen */
+};
+
+struct pol_ct_entry {
+	__u64 last_seen_ns; /* bpf_ktime_get_ns() of the last refresh */
+	__u64 created_ns;
+	__be32 peer_be; /* the real peer: the backend the pod's packets went to, or the sender */
+	__be16 peer_port_be;
+	__u16 flags; /* POL_CT_F_* */
+};
+
 /* trace_record.policy_verdict: how policy treated a traced packet. */
 enum pol_verdict {
 	POL_VERDICT_NONE = 0, /* the local pod has no isolation: not looked at */

@@ -64,6 +64,8 @@ public sealed class DatapathOptions
     public uint PolicyEndpointsMax { get; set; } = 16384;
     /// <summary>NetworkPolicy: rule entries of all local endpoints.</summary>
     public uint PolicyRulesMax { get; set; } = 262144;
+    /// <summary>NetworkPolicy: connections local pods' policies admitted (pol_ct4, LRU; --policy-conntrack-max).</summary>
+    public uint PolicyConntrackMax { get; set; } = 262144;
 
     public void Validate()
     {
@@ -81,7 +83,7 @@ public sealed class DatapathOptions
             throw new ArgumentException($"--cluster-cidr {cc}: only IPv4 is supported so far");
         if (MasqueradeAddress is { } ma && ma.AddressFamily != System.Net.Sockets.AddressFamily.InterNetwork)
             throw new ArgumentException($"--masquerade-address {ma}: only IPv4 is supported so far");
-        if (ServicesMax == 0 || BackendsMax == 0 || ConntrackMax == 0 || PolicyIpcacheMax == 0 || PolicyEndpointsMax == 0 || PolicyRulesMax == 0)
+        if (ServicesMax == 0 || BackendsMax == 0 || ConntrackMax == 0 || PolicyIpcacheMax == 0 || PolicyEndpointsMax == 0 || PolicyRulesMax == 0 || PolicyConntrackMax == 0)
             throw new ArgumentException("map sizes must be positive");
     }
 }

@@ -17,6 +17,7 @@ public static class Program
             CleanupCommand.Create(),
             ObserveCommand.Create(),
             StatusCommand.Create(),
+            MapsCommand.Create(),
         };
         return root.Parse(args).InvokeAsync();
     }

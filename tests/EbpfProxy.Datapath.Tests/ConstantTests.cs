@@ -150,6 +150,11 @@ public class ConstantTests
             V("POL_VERDICT_ALLOW_HOST", PolicyVerdict.AllowHost),
             V("POL_VERDICT_DENY", PolicyVerdict.Deny),
         ], [typeof(PolicyVerdict)]),
+        new("pol_ct_flags",
+        [
+            V("POL_CT_F_INBOUND", PolCtFlags.Inbound),
+            V("POL_CT_F_CLOSING", PolCtFlags.Closing),
+        ], [typeof(PolCtFlags)]),
     ];
 
     public static TheoryData<int> Indexes()

@@ -44,6 +44,7 @@ public class LayoutTests
         { "pol_rule", typeof(PolRule) },
         { "pol_ep_name", typeof(PolEpName) },
         { "pol_id_name", typeof(PolIdName) },
+        { "pol_ct_entry", typeof(PolCtEntry) },
     };
 
     [Theory]

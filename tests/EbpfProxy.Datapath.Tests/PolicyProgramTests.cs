@@ -43,8 +43,8 @@ public class PolicyProgramTests
         return writer;
     }
 
-    private static List<KeyValuePair<Ct4Key, CtEntry>> PolicyEntries(PodDatapath dp) =>
-        dp.Maps.Ct4.Entries().Where(e => e.Key.Dir == CtDirection.Policy).ToList();
+    private static List<KeyValuePair<Ct4Key, PolCtEntry>> PolicyEntries(PodDatapath dp) =>
+        dp.Loaded.Policy.Conntrack.Entries().ToList();
 
     private static void AssertVerdict(uint expected, (uint Verdict, byte[] Packet) run, string what) =>
         Assert.True(run.Verdict == expected, $"{what}: tc verdict {run.Verdict}, expected {expected}");
@@ -102,7 +102,7 @@ public class PolicyProgramTests
         Assert.Equal(0UL, dp.Counter(Reason.PolicyIngressDenied, MetricsDirection.Egress));
         // Only the admitted connection is tracked (for its replies, which A's egress must let out).
         var entry = Assert.Single(PolicyEntries(dp));
-        Assert.Equal((A, R, (ushort)8080, CtFlags.PolicyInbound), (entry.Key.SaddrBe.ToAddress(), entry.Key.DaddrBe.ToAddress(), entry.Key.SportBe.ToHost(), entry.Value.Flags));
+        Assert.Equal((A, R, (ushort)8080, CtDirection.Policy, PolCtFlags.Inbound), (entry.Key.SaddrBe.ToAddress(), entry.Key.DaddrBe.ToAddress(), entry.Key.SportBe.ToHost(), entry.Key.Dir, entry.Value.Flags));
         AssertVerdict(PodDatapath.TcActOk, dp.FromPod(PacketBuilder.Tcp(A, 8080, R, 40002, TcpFlags.Syn | TcpFlags.Ack)), "A's reply to R");
     }
 
@@ -225,7 +225,7 @@ public class PolicyProgramTests
         AssertVerdict(PodDatapath.TcActOk, dp.FromPod(PacketBuilder.Tcp(B, 8080, A, 40001, TcpFlags.Syn | TcpFlags.Ack)), "B -> A reply, B's egress");
         AssertVerdict(PodDatapath.TcActOk, dp.ToPod(PacketBuilder.Tcp(B, 8080, A, 40001, TcpFlags.Syn | TcpFlags.Ack)), "B -> A reply, A's ingress");
         var owners = PolicyEntries(dp).Where(e => e.Key.SportBe.ToHost() == 40001 || e.Key.DportBe.ToHost() == 40001)
-            .Select(e => (e.Key.SaddrBe.ToAddress().ToString(), (e.Value.Flags & CtFlags.PolicyInbound) != 0)).Order().ToList();
+            .Select(e => (e.Key.SaddrBe.ToAddress().ToString(), (e.Value.Flags & PolCtFlags.Inbound) != 0)).Order().ToList();
         Assert.Equal(new[] { (A.ToString(), false), (B.ToString(), true) }.Order(), owners);
     }
 

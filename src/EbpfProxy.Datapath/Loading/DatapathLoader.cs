@@ -94,6 +94,7 @@ public static partial class DatapathLoader
                 (PolicyMaps.RulesMap, options.PolicyRulesMax),
                 (PolicyMaps.EndpointNamesMap, options.PolicyEndpointsMax),
                 (PolicyMaps.IdentityNamesMap, options.PolicyIpcacheMax),
+                (PolicyMaps.ConntrackMap, options.PolicyConntrackMax),
             })
             {
                 obj.GetMap(name).SetMaxEntries(AdoptPinnedSize(options.PinPath, name, size, logger));
@@ -102,6 +103,9 @@ public static partial class DatapathLoader
             obj.Load();
             LogLoaded(logger, path, options.PinPath);
             var loaded = new LoadedDatapath(obj);
+            int moved = MovePolicyConntrack(loaded.Maps.Ct4, loaded.Policy.Conntrack);
+            if (moved > 0)
+                LogPolicyConntrackMoved(logger, moved);
             WriteConfig(loaded.Maps, options);
             PinPrograms(loaded, options);
             return loaded;
@@ -112,6 +116,37 @@ public static partial class DatapathLoader
             throw;
         }
     }
+
+    /// <summary>
+    /// Upgrade from a version that kept policy entries in ct4 (dir CT_DIR_POLICY, the peer in
+    /// backend_id / rev_nat_id, CT_F_POLICY_INBOUND): each moves to pol_ct4 with its times, so an
+    /// admitted connection's replies stay admitted across the upgrade. Runs before the new
+    /// programs are attached; an entry the old programs write after it is judged again on its next
+    /// packet (admitted when policy still admits it). Returns how many moved.
+    /// </summary>
+    public static int MovePolicyConntrack(BpfMap<Ct4Key, CtEntry> ct4, BpfMap<Ct4Key, PolCtEntry> polCt4)
+    {
+        int moved = 0;
+        foreach (var (key, old) in ct4.Entries().Where(e => e.Key.Dir == CtDirection.Policy).ToList())
+        {
+            var entry = new PolCtEntry
+            {
+                LastSeenNs = old.LastSeenNs,
+                CreatedNs = old.CreatedNs,
+                PeerBe = Be32Address.FromRaw(old.BackendId),
+                PeerPortBe = Be16.FromRaw(old.RevNatId),
+                Flags = ((old.Flags & CtFlags.PolicyInbound) != 0 ? PolCtFlags.Inbound : PolCtFlags.None)
+                    | ((old.Flags & CtFlags.Closing) != 0 ? PolCtFlags.Closing : PolCtFlags.None),
+            };
+            polCt4.Update(key, entry);
+            ct4.Delete(key);
+            moved++;
+        }
+        return moved;
+    }
+
+    [LoggerMessage(EventId = 304, Level = LogLevel.Information, Message = "Moved {Count} NetworkPolicy connections from ct4 to pol_ct4 (upgrade)")]
+    private static partial void LogPolicyConntrackMoved(ILogger logger, int count);
 
     /// <summary>Folder under the pin path holding the programs of the running daemon (for `ebpf-proxy trace`).</summary>
     public const string ProgramPinFolder = "progs";

@@ -10,7 +10,7 @@ public enum CtDirection : byte
     Reply = 2,
     SnatOut = 3,
     SnatIn = 4,
-    /// <summary>A connection a local pod's policy admitted, keyed as that pod sees it (pod first).</summary>
+    /// <summary>A connection a local pod's policy admitted, keyed as that pod sees it (pod first); in pol_ct4.</summary>
     Policy = 5,
 }
 
@@ -21,7 +21,7 @@ public enum CtFlags : ushort
     SeenReply = 1 << 0,
     Closing = 1 << 1,
     Snat = 1 << 2,
-    /// <summary>Policy entries: the peer opened the connection (else the pod did).</summary>
+    /// <summary>Retired: policy entries kept in ct4 before pol_ct4 (the peer opened the connection); read only to move them over.</summary>
     PolicyInbound = 1 << 3,
 }
 

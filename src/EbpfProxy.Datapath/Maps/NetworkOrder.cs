@@ -14,6 +14,9 @@ public readonly record struct Be16
     public static Be16 FromHost(ushort value) =>
         new(BitConverter.IsLittleEndian ? BinaryPrimitives.ReverseEndianness(value) : value);
 
+    /// <summary>The value as it lies in memory, already in network order (a field that held a __be16 under another type).</summary>
+    public static Be16 FromRaw(ushort raw) => new(raw);
+
     public ushort ToHost() => BitConverter.IsLittleEndian ? BinaryPrimitives.ReverseEndianness(_raw) : _raw;
 
     public override string ToString() => ToHost().ToString();
@@ -34,6 +37,9 @@ public readonly record struct Be32Address
         address.TryWriteBytes(b, out _);
         return new Be32Address(BitConverter.ToUInt32(b));
     }
+
+    /// <summary>The four bytes as they lie in memory, already in wire order (a field that held a __be32 under another type).</summary>
+    public static Be32Address FromRaw(uint raw) => new(raw);
 
     public IPAddress ToAddress()
     {

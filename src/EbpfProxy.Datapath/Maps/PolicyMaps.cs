@@ -13,6 +13,7 @@ public sealed class PolicyMaps : IDisposable
     public const string RulesMap = "pol_rules";
     public const string EndpointNamesMap = "pol_ep_names";
     public const string IdentityNamesMap = "pol_id_names";
+    public const string ConntrackMap = "pol_ct4";
 
     private readonly IReadOnlyList<IDisposable> _owned;
 
@@ -23,6 +24,7 @@ public sealed class PolicyMaps : IDisposable
         Rules = open(RulesMap).As<PolRuleKey, PolRule>();
         EndpointNames = open(EndpointNamesMap).As<Be32Address, PolEpName>();
         IdentityNames = open(IdentityNamesMap).As<uint, PolIdName>();
+        Conntrack = open(ConntrackMap).As<Ct4Key, PolCtEntry>();
         _owned = owned ?? [];
     }
 
@@ -40,6 +42,9 @@ public sealed class PolicyMaps : IDisposable
 
     /// <summary>For the CLI only: allocated identity -> what it stands for.</summary>
     public BpfMap<uint, PolIdName> IdentityNames { get; }
+
+    /// <summary>Connections local pods' policies admitted (LRU, written by the datapath only).</summary>
+    public BpfMap<Ct4Key, PolCtEntry> Conntrack { get; }
 
     /// <summary>The maps of a loaded object.</summary>
     public static PolicyMaps FromObject(BpfObject obj) => new(name => obj.GetMap(name).Map);

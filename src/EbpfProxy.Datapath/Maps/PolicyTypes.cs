@@ -142,3 +142,25 @@ public unsafe struct PolIdName
             return FixedText.Read(new ReadOnlySpan<byte>(p, TextLength));
     }
 }
+
+/// <summary>POL_CT_F_*: flags of a <see cref="PolCtEntry"/>.</summary>
+[Flags]
+public enum PolCtFlags : ushort
+{
+    None = 0,
+    /// <summary>The peer opened the connection (else the pod did).</summary>
+    Inbound = 1 << 0,
+    /// <summary>FIN or RST seen.</summary>
+    Closing = 1 << 1,
+}
+
+/// <summary>struct pol_ct_entry: a connection a local pod's policy admitted (key: <see cref="Ct4Key"/> with <see cref="CtDirection.Policy"/>).</summary>
+[StructLayout(LayoutKind.Sequential)]
+public struct PolCtEntry
+{
+    public ulong LastSeenNs;
+    public ulong CreatedNs;
+    public Be32Address PeerBe;
+    public Be16 PeerPortBe;
+    public PolCtFlags Flags;
+}

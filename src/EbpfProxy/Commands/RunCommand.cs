@@ -57,11 +57,12 @@ internal static class RunCommand
         var cgroupRoot = new Option<string?>("--cgroup-root") { Description = "cgroup v2 directory the socket hooks attach to (default: the cgroup2 mount, mounted at /run/ebpf-proxy/cgroupv2 when absent)" };
         var healthz = new Option<string>("--healthz-bind-address") { Description = "where /healthz and /livez are served; empty disables", DefaultValueFactory = _ => "0.0.0.0:10256" };
         var ctMax = new Option<uint>("--conntrack-max") { Description = "conntrack map size", DefaultValueFactory = _ => 524288u };
+        var polCtMax = new Option<uint>("--policy-conntrack-max") { Description = "NetworkPolicy conntrack map size (connections local pods' policies admitted)", DefaultValueFactory = _ => 262144u };
 
         var cmd = new Command("run", "run the proxy daemon on this node")
         {
             manifests, kubeconfig, nodeName, bpffs, bpfDir, podInterfaces, netdevInterfaces, minSync, syncPeriod, serviceCidr, clusterCidr,
-            masqueradeAll, masqueradeAddress, nodePortAddresses, hostServices, cgroupRoot, healthz, ctMax,
+            masqueradeAll, masqueradeAddress, nodePortAddresses, hostServices, cgroupRoot, healthz, ctMax, polCtMax,
         };
         cmd.SetAction(async (parse, ct) =>
         {
@@ -84,6 +85,7 @@ internal static class RunCommand
                 HostServices = parse.GetValue(hostServices),
                 CgroupRoot = parse.GetValue(cgroupRoot),
                 ConntrackMax = parse.GetValue(ctMax),
+                PolicyConntrackMax = parse.GetValue(polCtMax),
             };
             try
             {
