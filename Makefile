@@ -7,7 +7,7 @@ CONFIG ?= Release
 ARTIFACTS := $(CURDIR)/artifacts
 BPF_OUT := $(ARTIFACTS)/bpf
 BIN := $(ARTIFACTS)/bin
-APT_PACKAGES := clang llvm libbpf-dev libbpf1 bpftool iproute2 libelf1 linux-libc-dev make socat etcd-server openssl xz-utils
+APT_PACKAGES := clang llvm libbpf-dev libbpf1 bpftool iproute2 libelf1 linux-libc-dev make socat etcd-server openssl xz-utils prometheus
 # kube-apiserver and kube-controller-manager for the real-API tests (read-only; see its README.md).
 # CI runs in a fresh clone elsewhere: point K8S_SHARED at the folder there.
 # (A worktree one level further down finds it at ../../shared/k8s.)
@@ -21,7 +21,8 @@ export DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1
 
 all: build
 
-## deps: install the system packages the build and the tests need (idempotent).
+## deps: install the system packages the build and the tests need (idempotent; prometheus is for
+## the metrics E2E test, which scrapes the daemon with a real Prometheus).
 deps:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \

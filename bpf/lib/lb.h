@@ -12,6 +12,7 @@
 #define EBPF_PROXY_LB_H
 
 #include "maps.h"
+#include "metrics.h"
 #include "parse.h"
 #include "nat.h"
 #include "conntrack.h"
@@ -466,6 +467,7 @@ static __always_inline __u32 lb4_from_client(struct __sk_buff *skb, const struct
 			return REASON_DROP_CT_CREATE;
 		if (bpf_map_update_elem(&ct4, &ct_key, &entry, BPF_ANY) < 0)
 			return REASON_DROP_CT_CREATE;
+		svc_conn_count(svc->rev_nat_id);
 	}
 
 translate:

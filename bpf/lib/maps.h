@@ -55,6 +55,19 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } lb_names SEC(".maps");
 
+/* New connections per rev-NAT id (one per frontend), per CPU: the service
+ * connection counter of `/metrics` (ebpfproxy_service_connections_total). A
+ * per-CPU array needs no atomics on the connection path (as the metrics map
+ * above); user space sums the CPUs and names the id through lb_names. Sized
+ * like lb4_reverse_nat: 8 bytes per id and CPU. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(max_entries, LB_REVNAT_MAX);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb_svc_conns SEC(".maps");
+
 /* Session affinity: (client, rev-NAT id) -> backend, LRU. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);

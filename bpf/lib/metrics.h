@@ -17,6 +17,16 @@ static __always_inline void metrics_count(struct __sk_buff *skb, __u32 reason, _
 	}
 }
 
+/* Counts a new connection to a frontend (by its rev-NAT id; per-CPU, no atomics). */
+static __always_inline void svc_conn_count(__u16 rev_nat_id)
+{
+	__u32 key = rev_nat_id;
+	__u64 *n = bpf_map_lookup_elem(&lb_svc_conns, &key);
+
+	if (n)
+		(*n)++;
+}
+
 /* Sends a drop to user space (best effort: a full buffer loses the event, never the count). */
 static __always_inline void drop_event_send(struct __sk_buff *skb, const struct pkt4 *p, __u32 reason, __u32 dir,
 					    const struct trace_record *tr)

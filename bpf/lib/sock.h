@@ -144,7 +144,12 @@ static __always_inline int sock4_translate(struct bpf_sock_addr *ctx)
 			.rev_nat_id = svc->rev_nat_id,
 		};
 
-		bpf_map_update_elem(&lb4_sock_revnat, &key, &frontend, BPF_ANY);
+		/* A connection is counted once per socket and backend: an unconnected
+		 * UDP socket's later datagrams (sendmsg) find their entry. */
+		if (bpf_map_update_elem(&lb4_sock_revnat, &key, &frontend, BPF_NOEXIST) == 0)
+			svc_conn_count(svc->rev_nat_id);
+		else
+			bpf_map_update_elem(&lb4_sock_revnat, &key, &frontend, BPF_ANY);
 	}
 	ctx->user_ip4 = be->address_be;
 	ctx->user_port = (__u32)be->port_be;

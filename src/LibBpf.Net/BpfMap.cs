@@ -172,6 +172,70 @@ public sealed class BpfMap : IDisposable
         }
     }
 
+    /// <summary>
+    /// Counts the entries of a map whose layout the caller need not know (for usage gauges): arrays
+    /// are always full (<see cref="MaxEntries"/>); hash and LRU maps are read in batches
+    /// (<c>bpf_map_lookup_batch</c>, <paramref name="batchSize"/> entries per call), other types
+    /// (LPM tries) and kernels without batch support key by key. Entries added or removed during
+    /// the walk may or may not be counted; a hash map walk never counts one twice.
+    /// </summary>
+    public long CountEntries(int batchSize = 4096)
+    {
+        if (Type is BpfMapType.Array or BpfMapType.PerCpuArray)
+            return MaxEntries;
+        if (Type is BpfMapType.Hash or BpfMapType.LruHash or BpfMapType.PerCpuHash or BpfMapType.LruPerCpuHash
+            && TryCountBatched(Math.Clamp(batchSize, 1, (int)Math.Max(1, MaxEntries))) is long batched)
+            return batched;
+        long n = 0;
+        var key = new byte[KeySize];
+        var next = new byte[KeySize];
+        bool first = true;
+        while (TryGetNextKey(first ? ReadOnlySpan<byte>.Empty : key, next))
+        {
+            first = false;
+            n++;
+            (key, next) = (next, key);
+        }
+        return n;
+    }
+
+    /// <summary>Null when the kernel has no batch lookup for this map.</summary>
+    private unsafe long? TryCountBatched(int size)
+    {
+        var keys = new byte[(long)KeySize * size];
+        var values = new byte[(long)ValueBufferSize * size];
+        var token = new byte[Math.Max(KeySize, 8)];
+        long total = 0;
+        bool started = false;
+        while (true)
+        {
+            uint count = (uint)size;
+            int rc;
+            fixed (byte* t = token)
+            fixed (byte* k = keys)
+            fixed (byte* v = values)
+            {
+                rc = Interop.LibBpf.MapLookupBatch(Fd, started ? t : null, t, k, v, ref count);
+            }
+            if (rc == -Interop.ENOENT)
+                return total + count;
+            if (rc == -Interop.ENOSPC && size < MaxEntries)
+            {
+                // A bucket holds more entries than the buffers: grow and retry from the same position.
+                size = (int)Math.Min((long)size * 2, MaxEntries);
+                keys = new byte[(long)KeySize * size];
+                values = new byte[(long)ValueBufferSize * size];
+                continue;
+            }
+            if (rc is -Interop.EINVAL or -Interop.ENOTSUPP or -Interop.EOPNOTSUPP && !started)
+                return null;
+            if (rc < 0)
+                throw new BpfException(-rc, "bpf_map_lookup_batch", "map", Name);
+            total += count;
+            started = true;
+        }
+    }
+
     /// <summary>Disposes the fd when this map owns it (not for maps borrowed from a <see cref="BpfObject"/>).</summary>
     public void Dispose()
     {

@@ -160,7 +160,8 @@ public sealed class ProxyScenario : IAsyncDisposable
         string[] source = _kubeconfig is null ? ["--manifests", ManifestDir] : ["--kubeconfig", _kubeconfig];
         Daemon = DaemonProcess.Start(_node.Ns, Binaries.EbpfProxy,
             ["run", .. source, "--bpffs", _bpffs.Path, "--node-name", "node", "--min-sync-interval", "0",
-             "--bpf-dir", Binaries.BpfDir, "--conntrack-max", "65536", "--cgroup-root", _cgroup.Path, .. _extraArgs]);
+             "--bpf-dir", Binaries.BpfDir, .. (_extraArgs.Contains("--conntrack-max") ? Array.Empty<string>() : ["--conntrack-max", "65536"]),
+             "--cgroup-root", _cgroup.Path, .. _extraArgs]);
         if (!waitForFirstSync)
             return "";
         var m = await Daemon.WaitForOutputAsync(new Regex(@"Sync #1 .*"), TimeSpan.FromSeconds(30));

@@ -80,6 +80,30 @@ public class MapTests
     }
 
     [PrivilegedFact]
+    public void CountEntries_HashesInBatchesAndByKey_ArraysAreFull()
+    {
+        using BpfObject obj = TestObjects.LoadProgs();
+        BpfMap<uint, ulong> lru = obj.GetMap("lru_hash").As<uint, ulong>();
+        BpfPerCpuMap<uint, ulong> pcpu = obj.GetMap("pcpu_hash").AsPerCpu<uint, ulong>();
+        Assert.Equal(0, lru.Map.CountEntries());
+        var values = new ulong[pcpu.CpuCount];
+        for (uint i = 1; i <= 100; i++)
+        {
+            lru.Update(i, i);
+            if (i <= 7)
+                pcpu.Update(i, values);
+        }
+
+        // Batches smaller than the map (several calls) and larger; per-CPU values need the wider buffers.
+        Assert.Equal(100, lru.Map.CountEntries(batchSize: 7));
+        Assert.Equal(100, lru.Map.CountEntries());
+        Assert.Equal(7, pcpu.Map.CountEntries(batchSize: 3));
+        lru.Delete(50);
+        Assert.Equal(99, lru.Map.CountEntries(batchSize: 1));
+        Assert.Equal(8, obj.GetMap("config").Map.CountEntries());
+    }
+
+    [PrivilegedFact]
     public void Entries_Array_ReturnsEverySlot()
     {
         using BpfObject obj = TestObjects.LoadProgs();

@@ -5,7 +5,7 @@ namespace EbpfProxy.Core.Metrics;
 /// <summary>
 /// The proxy's service-level indicators, in one place (as kube-proxy's pkg/proxy/metrics). They
 /// are System.Diagnostics.Metrics instruments on the "EbpfProxy" meter, so any exporter
-/// (OpenTelemetry's Prometheus exporter in the observability work) can publish them unchanged.
+/// (the daemon's OpenTelemetry MeterProvider, docs/metrics.md) publishes them unchanged.
 /// Names follow kube-proxy's where one exists.
 /// </summary>
 public sealed class ProxyMetrics : IDisposable
@@ -24,6 +24,7 @@ public sealed class ProxyMetrics : IDisposable
         NetworkProgrammingDuration = _meter.CreateHistogram<double>("ebpfproxy_network_programming_duration_seconds", "s", "From an EndpointSlice's last-change-trigger-time to its map write");
         SyncErrors = _meter.CreateCounter<long>("ebpfproxy_sync_proxy_rules_errors_total", description: "Syncs that failed");
         MapWrites = _meter.CreateCounter<long>("ebpfproxy_map_writes_total", description: "Map updates and deletes performed by the syncer");
+        MapUpdateFailures = _meter.CreateCounter<long>("ebpfproxy_map_update_failures", description: "Map writes from user space that the kernel refused, by map");
         WatchRestarts = _meter.CreateCounter<long>("ebpfproxy_watch_restarts_total", description: "Watches restarted, by resource and reason");
         WatchErrors = _meter.CreateCounter<long>("ebpfproxy_watch_errors_total", description: "List or watch errors, by resource");
         _meter.CreateObservableGauge("ebpfproxy_sync_proxy_rules_pending_changes", () => Interlocked.Read(ref _pendingChanges), description: "Changes recorded and not yet synced");
@@ -37,6 +38,11 @@ public sealed class ProxyMetrics : IDisposable
     public Counter<long> SyncErrors { get; }
     public Counter<long> MapWrites { get; }
     public Counter<long> WatchRestarts { get; }
+    /// <summary>By <c>map</c>; every pinned map's series starts at 0 (the map usage walk adds it).</summary>
+    public Counter<long> MapUpdateFailures { get; }
+
+    /// <summary>Counts a map write the kernel refused.</summary>
+    public void MapUpdateFailed(string map) => MapUpdateFailures.Add(1, new KeyValuePair<string, object?>("map", map));
     public Counter<long> WatchErrors { get; }
     public Histogram<double> PolicySyncDuration { get; }
 

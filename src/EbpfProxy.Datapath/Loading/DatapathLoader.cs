@@ -88,6 +88,7 @@ public static partial class DatapathLoader
                 (LbMaps.Backends, options.BackendsMax),
                 (LbMaps.ReverseNat, options.RevNatMax),
                 (LbMaps.NamesMap, options.RevNatMax),
+                (LbMaps.ServiceConnectionsMap, options.RevNatMax),
                 (LbMaps.Conntrack, options.ConntrackMax),
                 (PolicyMaps.IpcacheMap, options.PolicyIpcacheMax),
                 (PolicyMaps.EndpointsMap, options.PolicyEndpointsMax),

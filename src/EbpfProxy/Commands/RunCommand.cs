@@ -56,13 +56,15 @@ internal static class RunCommand
         };
         var cgroupRoot = new Option<string?>("--cgroup-root") { Description = "cgroup v2 directory the socket hooks attach to (default: the cgroup2 mount, mounted at /run/ebpf-proxy/cgroupv2 when absent)" };
         var healthz = new Option<string>("--healthz-bind-address") { Description = "where /healthz and /livez are served; empty disables", DefaultValueFactory = _ => "0.0.0.0:10256" };
+        var metrics = new Option<string>("--metrics-bind-address") { Description = "where /metrics (Prometheus text format) is served; empty disables", DefaultValueFactory = _ => "0.0.0.0:10249" };
+        var metricsMapInterval = new Option<double>("--metrics-map-interval") { Description = "seconds between walks of the pinned maps for their fill (scrapes serve the last walk)", DefaultValueFactory = _ => 30 };
         var ctMax = new Option<uint>("--conntrack-max") { Description = "conntrack map size", DefaultValueFactory = _ => 524288u };
         var polCtMax = new Option<uint>("--policy-conntrack-max") { Description = "NetworkPolicy conntrack map size (connections local pods' policies admitted)", DefaultValueFactory = _ => 262144u };
 
         var cmd = new Command("run", "run the proxy daemon on this node")
         {
             manifests, kubeconfig, nodeName, bpffs, bpfDir, podInterfaces, netdevInterfaces, minSync, syncPeriod, serviceCidr, clusterCidr,
-            masqueradeAll, masqueradeAddress, nodePortAddresses, hostServices, cgroupRoot, healthz, ctMax, polCtMax,
+            masqueradeAll, masqueradeAddress, nodePortAddresses, hostServices, cgroupRoot, healthz, metrics, metricsMapInterval, ctMax, polCtMax,
         };
         cmd.SetAction(async (parse, ct) =>
         {
@@ -71,6 +73,8 @@ internal static class RunCommand
                 ManifestsDirectory = parse.GetValue(manifests),
                 KubeconfigPath = parse.GetValue(kubeconfig),
                 HealthzBindAddress = parse.GetValue(healthz) ?? "",
+                MetricsBindAddress = parse.GetValue(metrics) ?? "",
+                MetricsMapInterval = TimeSpan.FromSeconds(parse.GetValue(metricsMapInterval)),
                 NodeName = parse.GetValue(nodeName) ?? "",
                 MinSyncInterval = TimeSpan.FromSeconds(parse.GetValue(minSync)),
                 SyncPeriod = TimeSpan.FromSeconds(parse.GetValue(syncPeriod)),
@@ -135,6 +139,8 @@ internal static class RunCommand
         configuration.AddInMemoryCollection([new("hostBuilder:reloadConfigOnChange", "false")]);
         var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { Configuration = configuration });
         builder.Logging.ClearProviders();
+        // Kestrel logs each request at Information: scrapes and probes every few seconds.
+        builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
         builder.Logging.AddSimpleConsole(o =>
         {
             o.SingleLine = true;
@@ -146,10 +152,10 @@ internal static class RunCommand
         builder.Services.AddSingleton(options);
         builder.Services.AddSingleton(datapath);
         builder.Services.AddSingleton<ClusterStore>();
-        builder.Services.AddSingleton(_ => new ProxyMetrics());
+        builder.Services.AddDaemonTelemetry(options, datapath);
         builder.Services.AddSingleton(sp => new ProxyHealth(sp.GetRequiredService<TimeProvider>(), options.HealthTimeout, options.SyncPeriod));
         builder.Services.AddSingleton<ProxyStatus>();
-        builder.Services.AddHostedService<HealthServer>();
+        builder.Services.AddHostedService<DaemonHttpServer>();
         if (options.ManifestsDirectory is not null)
             builder.Services.AddManifestSource(options.ManifestsDirectory);
         else

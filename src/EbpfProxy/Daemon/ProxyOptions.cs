@@ -24,13 +24,23 @@ public sealed class ProxyOptions
     /// <summary>Where /healthz and /livez are served (kube-proxy's --healthz-bind-address); empty disables.</summary>
     public string HealthzBindAddress { get; set; } = "0.0.0.0:10256";
 
+    /// <summary>Where /metrics is served in Prometheus text format (kube-proxy's --metrics-bind-address); empty disables.</summary>
+    public string MetricsBindAddress { get; set; } = "0.0.0.0:10249";
+
+    /// <summary>How often the pinned maps are walked for their fill (ebpfproxy_map_entries, conntrack_entries); scrapes read the last walk.</summary>
+    public TimeSpan MetricsMapInterval { get; set; } = TimeSpan.FromSeconds(30);
+
     /// <summary>How long a change may wait for a successful sync before /healthz says 503.</summary>
     public TimeSpan HealthTimeout { get; set; } = TimeSpan.FromSeconds(60);
 
     public void Validate()
     {
         if (!string.IsNullOrEmpty(HealthzBindAddress))
-            _ = HealthServer.Prefix(HealthzBindAddress);
+            _ = DaemonHttpServer.ParseEndpoint(HealthzBindAddress, "--healthz-bind-address");
+        if (!string.IsNullOrEmpty(MetricsBindAddress))
+            _ = DaemonHttpServer.ParseEndpoint(MetricsBindAddress, "--metrics-bind-address");
+        if (MetricsMapInterval <= TimeSpan.Zero)
+            throw new ArgumentException("--metrics-map-interval must be positive");
         if (ManifestsDirectory is not null && KubeconfigPath is not null)
             throw new ArgumentException("--manifests and --kubeconfig exclude each other: pick standalone mode or an API server");
         if (ManifestsDirectory is not null && !Directory.Exists(ManifestsDirectory))

@@ -102,9 +102,11 @@ public sealed partial class ProxyService : BackgroundService
                         // Programs attach once services and policies are both in the maps.
                         _firstSync.TrySetResult();
                     }
-                    catch
+                    catch (Exception ex)
                     {
                         _metrics.SyncErrors.Add(1);
+                        if (ex is BpfException { ObjectKind: "map", ObjectName: { } map })
+                            _metrics.MapUpdateFailed(map);
                         throw;
                     }
                     return Task.CompletedTask;
