@@ -65,6 +65,13 @@ k8s-assets: deps
 test: build k8s-assets
 	EBPF_PROXY_K8S_ASSETS=$${EBPF_PROXY_K8S_ASSETS:-$$( [ -x $(K8S_ASSETS)/kube-apiserver ] && echo $(K8S_ASSETS))} ./scripts/run-tests.sh $(CONFIG)
 
+## soak-restarts: 10 SIGTERM and 10 SIGKILL daemon restarts against the real API server under
+## NodePort and ClusterIP load with long-lived connections; prints requests, failures and resets.
+## Not part of `make test` (about two minutes on its own).
+soak-restarts: build k8s-assets
+	set -o pipefail; EBPF_PROXY_K8S_ASSETS=$${EBPF_PROXY_K8S_ASSETS:-$(K8S_ASSETS)} $(DOTNET) test tests/EbpfProxy.E2E.Tests/EbpfProxy.E2E.Tests.csproj \
+		-c $(CONFIG) --no-build -nologo --filter "Category=Soak" --logger "console;verbosity=detailed" | grep -E "soak:|restarts:|Passed|Failed|Skipped|Total"
+
 ## test-unit: tests that need no privileges.
 test-unit: build
 	EBPF_PROXY_TEST_FILTER=unit ./scripts/run-tests.sh $(CONFIG)
