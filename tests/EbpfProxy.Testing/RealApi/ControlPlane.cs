@@ -139,6 +139,8 @@ public sealed class ControlPlane : IAsyncDisposable
          "--service-account-issuer", "https://kubernetes.default.svc.cluster.local",
          "--service-account-key-file", Path.Combine(Folder, "sa.pub"), "--service-account-signing-key-file", Path.Combine(Folder, "sa.key"),
          "--service-cluster-ip-range", ServiceCidr, "--authorization-mode", "Node,RBAC",
+         // As kubeadm's API servers: the chart's optional init container is privileged.
+         "--allow-privileged=true",
          // No kubelet creates the "default" ServiceAccount's token volume: pods need no account here.
          "--disable-admission-plugins", "ServiceAccount", "--enable-priority-and-fairness=false"];
 
