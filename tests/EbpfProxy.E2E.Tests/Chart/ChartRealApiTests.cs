@@ -86,6 +86,9 @@ public sealed partial class ChartRealApiTests(RealApiFixture fixture, ITestOutpu
                     case "Service":
                         await api.CoreV1.PatchNamespacedServiceAsync(patch, name, ns, dryRun: DryRun, fieldManager: Manager, fieldValidation: Strict, force: true);
                         break;
+                    case "ConfigMap":
+                        await api.CoreV1.PatchNamespacedConfigMapAsync(patch, name, ns, dryRun: DryRun, fieldManager: Manager, fieldValidation: Strict, force: true);
+                        break;
                     default:
                         throw new InvalidOperationException($"the chart renders core kind {kind}, which this test does not apply yet");
                 }
