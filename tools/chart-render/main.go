@@ -7,9 +7,9 @@
 //
 //	GO111MODULE=off GOPATH=/usr/share/gocode go build -o chart-render tools/chart-render/main.go
 //
-// Faithful to helm v3's pkg/engine (engine.go, funcs.go) and pkg/chartutil (values.go,
+// Faithful to helm v3's pkg/engine (engine.go, funcs.go, files.go) and pkg/chartutil (values.go,
 // coalesce.go, jsonschema.go) where the chart uses them; not a general Helm replacement
-// (no subcharts, no --set, no hooks, no Files API).
+// (no subcharts, no --set, no hooks; of the Files API Get, GetBytes, Lines and Glob).
 package main
 
 import (
@@ -18,6 +18,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"path"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -145,10 +146,15 @@ func render(chartDir, release, namespace, kubeVersion string, files []string, no
 	for k, v := range chartMeta { // Helm exposes Chart.yaml's fields capitalized: .Chart.AppVersion
 		chart[strings.ToUpper(k[:1])+k[1:]] = v
 	}
+	chartFiles, err := loadFiles(chartDir)
+	if err != nil {
+		return "", err
+	}
 	parts := strings.SplitN(strings.TrimPrefix(kubeVersion, "v"), ".", 3)
 	top := map[string]interface{}{
 		"Values":  values,
 		"Chart":   chart,
+		"Files":   chartFiles,
 		"Release": map[string]interface{}{"Name": release, "Namespace": namespace, "Service": "Helm", "IsInstall": true, "IsUpgrade": false, "Revision": 1},
 		"Capabilities": map[string]interface{}{
 			"KubeVersion": map[string]interface{}{"Version": kubeVersion, "GitVersion": kubeVersion, "Major": parts[0], "Minor": parts[1]},
@@ -336,4 +342,61 @@ func toYAML(v interface{}) string {
 		return ""
 	}
 	return strings.TrimSuffix(string(data), "\n")
+}
+
+// files is Helm's .Files: every file of the chart except Chart.yaml, values.yaml,
+// values.schema.json and templates/, by its slash-separated path.
+type files map[string][]byte
+
+func loadFiles(chartDir string) (files, error) {
+	f := files{}
+	err := filepath.Walk(chartDir, func(p string, info os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(chartDir, p)
+		rel = filepath.ToSlash(rel)
+		if info.IsDir() {
+			if rel == "templates" || rel == "charts" {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		switch rel {
+		case "Chart.yaml", "values.yaml", "values.schema.json":
+			return nil
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		f[rel] = data
+		return nil
+	})
+	return f, err
+}
+
+// Get is the file's content, or "" when there is no such file (as Helm's).
+func (f files) Get(name string) string { return string(f[name]) }
+
+// GetBytes is the file's content as bytes.
+func (f files) GetBytes(name string) []byte { return f[name] }
+
+// Lines is the file split into lines.
+func (f files) Lines(name string) []string {
+	if f[name] == nil {
+		return []string{}
+	}
+	return strings.Split(string(f[name]), "\n")
+}
+
+// Glob is the files whose paths match the pattern (path.Match, as Helm's gobwas/glob for simple patterns).
+func (f files) Glob(pattern string) files {
+	out := files{}
+	for name, data := range f {
+		if ok, _ := path.Match(pattern, name); ok {
+			out[name] = data
+		}
+	}
+	return out
 }

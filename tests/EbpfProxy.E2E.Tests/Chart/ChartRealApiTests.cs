@@ -24,7 +24,7 @@ public sealed partial class ChartRealApiTests(RealApiFixture fixture, ITestOutpu
     [RealApiFact]
     public async Task TheApiServerAcceptsEveryRenderedObjectInAServerSideDryRun()
     {
-        await EnsureServiceMonitorCrdAsync();
+        await EnsureMonitoringCrdsAsync();
         foreach (var values in new[] { Array.Empty<string>(), [HelmChart.FullValues] })
         {
             foreach (var (key, doc) in HelmChart.Documents(HelmChart.Render(values)))
@@ -256,10 +256,10 @@ public sealed partial class ChartRealApiTests(RealApiFixture fixture, ITestOutpu
     private static partial Regex TokenLine();
 
     /// <summary>
-    /// The Prometheus Operator's ServiceMonitor kind, reduced to the fields the chart sets (its real CRD is not
-    /// available offline): the dry run then checks the chart's ServiceMonitor against those fields' types.
+    /// The Prometheus Operator's ServiceMonitor and PrometheusRule kinds, reduced to the fields the chart sets (the
+    /// real CRDs are not available offline): the dry run then checks the chart's objects against those fields' types.
     /// </summary>
-    private async Task EnsureServiceMonitorCrdAsync()
+    private async Task EnsureMonitoringCrdsAsync()
     {
         const string Crd = """
             apiVersion: apiextensions.k8s.io/v1
@@ -301,16 +301,58 @@ public sealed partial class ChartRealApiTests(RealApiFixture fixture, ITestOutpu
                                         sourceLabels: {type: array, items: {type: string}}
                                         targetLabel: {type: string}
             """;
-        try
+        const string RuleCrd = """
+            apiVersion: apiextensions.k8s.io/v1
+            kind: CustomResourceDefinition
+            metadata: {name: prometheusrules.monitoring.coreos.com}
+            spec:
+              group: monitoring.coreos.com
+              names: {kind: PrometheusRule, listKind: PrometheusRuleList, plural: prometheusrules, singular: prometheusrule}
+              scope: Namespaced
+              versions:
+                - name: v1
+                  served: true
+                  storage: true
+                  schema:
+                    openAPIV3Schema:
+                      type: object
+                      properties:
+                        spec:
+                          type: object
+                          properties:
+                            groups:
+                              type: array
+                              items:
+                                type: object
+                                required: [name, rules]
+                                properties:
+                                  name: {type: string}
+                                  rules:
+                                    type: array
+                                    items:
+                                      type: object
+                                      required: [expr]
+                                      properties:
+                                        alert: {type: string}
+                                        record: {type: string}
+                                        expr: {x-kubernetes-int-or-string: true}
+                                        for: {type: string}
+                                        labels: {type: object, additionalProperties: {type: string}}
+                                        annotations: {type: object, additionalProperties: {type: string}}
+            """;
+        foreach (var (crd, name) in new[] { (Crd, "servicemonitors.monitoring.coreos.com"), (RuleCrd, "prometheusrules.monitoring.coreos.com") })
         {
-            await fixture.Admin.ApiextensionsV1.CreateCustomResourceDefinitionAsync(KubernetesYaml.Deserialize<V1CustomResourceDefinition>(Crd));
+            try
+            {
+                await fixture.Admin.ApiextensionsV1.CreateCustomResourceDefinitionAsync(KubernetesYaml.Deserialize<V1CustomResourceDefinition>(crd));
+            }
+            catch (k8s.Autorest.HttpOperationException e) when (e.Response.StatusCode == HttpStatusCode.Conflict)
+            {
+            }
+            await RealApiLiveTests.Eventually(async () =>
+                (await fixture.Admin.ApiextensionsV1.ReadCustomResourceDefinitionAsync(name)).Status?.Conditions?
+                    .Any(c => c.Type == "Established" && c.Status == "True") == true,
+                $"CRD {name} is established");
         }
-        catch (k8s.Autorest.HttpOperationException e) when (e.Response.StatusCode == HttpStatusCode.Conflict)
-        {
-        }
-        await RealApiLiveTests.Eventually(async () =>
-            (await fixture.Admin.ApiextensionsV1.ReadCustomResourceDefinitionAsync("servicemonitors.monitoring.coreos.com")).Status?.Conditions?
-                .Any(c => c.Type == "Established" && c.Status == "True") == true,
-            "the ServiceMonitor CRD is established");
     }
 }

@@ -31,7 +31,7 @@ public sealed class ChartRenderTests
     public void FullValuesReachEveryDaemonOption()
     {
         var rendered = HelmChart.Render(HelmChart.FullValues);
-        Assert.Contains("ServiceMonitor/ebpf-proxy", HelmChart.Documents(rendered).Keys);
+        Assert.Superset(new HashSet<string> { "ServiceMonitor/ebpf-proxy", "ConfigMap/ebpf-proxy-dashboard", "PrometheusRule/ebpf-proxy" }, HelmChart.Documents(rendered).Keys.ToHashSet());
         var c = HelmChart.DaemonSet(rendered).Spec.Template.Spec.Containers.Single();
         Assert.Equal("registry.example/net/ebpf-proxy:0.2.0-rc1", c.Image);
         Assert.Equal(
