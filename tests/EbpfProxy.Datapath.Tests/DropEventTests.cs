@@ -25,13 +25,22 @@ public class DropEventTests
             Endpoints = new Dictionary<IPAddress, EndpointEntry> { [server] = new(5, 301, PolicyIsolation.Ingress) },
         });
         using var reader = new DropEventReader(dp.Maps.DropEvents);
+        var before = DateTimeOffset.UtcNow;
 
         Assert.Equal(PodDatapath.TcActShot, dp.FromPod(PacketBuilder.Tcp(PodDatapath.Client, 41000, IPAddress.Parse("10.96.7.7"), 80)).Verdict);
         Assert.Equal(PodDatapath.TcActShot, dp.ToPod(PacketBuilder.Udp(peer, 5353, server, 8080, "q"u8)).Verdict);
         Assert.Equal(PodDatapath.TcActOk, dp.FromPod(PacketBuilder.Tcp(PodDatapath.Client, 41001, PodDatapath.Vip, 80)).Verdict); // not a drop
 
+        var after = DateTimeOffset.UtcNow;
         var events = reader.Poll(100);
         Assert.Equal(2, events.Count);
+        // The kernel's stamp, converted to wall-clock time, falls within the test-runs (issue 10 item 8).
+        foreach (var ev in events)
+        {
+            var at = LibBpf.Net.KernelClock.ToWallClock(ev.TsNs);
+            Assert.InRange(at, before.AddMilliseconds(-5), after.AddMilliseconds(5));
+        }
+        Assert.True(events[0].TsNs <= events[1].TsNs);
         var vip = events[0];
         Assert.Equal((byte)Reason.DropUnallocatedVip, vip.Reason);
         Assert.Equal((PodDatapath.Client, IPAddress.Parse("10.96.7.7"), (ushort)41000, (ushort)80, (byte)6),

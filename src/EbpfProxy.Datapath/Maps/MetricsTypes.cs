@@ -53,6 +53,7 @@ public struct MetricsValue
 [StructLayout(LayoutKind.Sequential)]
 public struct DropEvent
 {
+    /// <summary>bpf_ktime_get_ns() when the packet was dropped (CLOCK_MONOTONIC; <see cref="LibBpf.Net.KernelClock"/> converts it).</summary>
     public ulong TsNs;
     public Be32Address SaddrBe;
     public Be32Address DaddrBe;

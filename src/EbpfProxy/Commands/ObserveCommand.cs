@@ -33,9 +33,13 @@ internal static class ObserveCommand
             int seen = 0;
             while (!ct.IsCancellationRequested && DateTime.UtcNow < until && (limit == 0 || seen < limit))
             {
-                foreach (var ev in reader.Poll(200))
+                var events = reader.Poll(200);
+                // The kernel stamped each drop (bpf_ktime_get_ns): print when it happened, not when it was read.
+                long offset = LibBpf.Net.KernelClock.WallOffsetNs();
+                foreach (var ev in events)
                 {
-                    Console.WriteLine(json ? JsonSerializer.Serialize(Json(ev)) : $"{DateTime.UtcNow:HH:mm:ss.fff} DROP {ev}");
+                    var at = LibBpf.Net.KernelClock.ToWallClock(ev.TsNs, offset);
+                    Console.WriteLine(json ? JsonSerializer.Serialize(Json(ev, at)) : $"{at.ToLocalTime():HH:mm:ss.ffffff} DROP {ev}");
                     if (limit != 0 && ++seen >= limit)
                         break;
                 }
@@ -45,8 +49,10 @@ internal static class ObserveCommand
         return cmd;
     }
 
-    private static object Json(DropEvent ev) => new
+    private static object Json(DropEvent ev, DateTimeOffset at) => new
     {
+        time = at.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss.ffffff'Z'", System.Globalization.CultureInfo.InvariantCulture),
+        ktimeNs = ev.TsNs,
         reason = ReasonInfo.Name((Reason)ev.Reason),
         direction = ((MetricsDirection)ev.Dir).ToString().ToLowerInvariant(),
         source = $"{ev.SaddrBe}:{ev.SportBe}",

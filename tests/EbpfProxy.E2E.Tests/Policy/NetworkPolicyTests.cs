@@ -53,14 +53,22 @@ public sealed class NetworkPolicyTests(ITestOutputHelper output)
         // `ebpf-proxy observe` shows the drop as it happens, with the peer and the reason.
         var observe = Cmd.TryRunAsync(Binaries.EbpfProxy, ["observe", "--bpffs", m.BpfFsPath, "--duration", "4", "-o", "json"], TimeSpan.FromSeconds(20));
         await Task.Delay(1500); // the reader is attached
+        var probeStart = DateTimeOffset.UtcNow;
         Assert.False(await PolicyModel.ProbeAsync(m["y/c"], m["x/c"], Probe.Udp80, viaService: false));
+        var probeEnd = DateTimeOffset.UtcNow;
         var seen = await observe;
         Assert.Equal(0, seen.ExitCode);
         var mine = seen.Stdout.Split('\n').Where(l => l.Contains($"\"source\":\"{m["y/c"].Ip}:", StringComparison.Ordinal)
             && l.Contains($"\"destination\":\"{m["x/c"].Ip}:80\"", StringComparison.Ordinal) && l.Contains("\"protocol\":17", StringComparison.Ordinal)).ToList();
         output.WriteLine($"observe: {string.Join(" | ", mine)}");
-        Assert.NotEmpty(mine);
-        Assert.Contains("\"reason\":\"policy_ingress_denied\"", mine[0], StringComparison.Ordinal);
+        // The time is the kernel's, when the packet was dropped: the ring buffer also still holds
+        // the drops of the matrix probes above, from before observe started, and they show their
+        // own earlier time, not the time observe read them.
+        static DateTimeOffset At(string line) => System.Text.Json.JsonDocument.Parse(line).RootElement.GetProperty("time").GetDateTimeOffset();
+        var duringProbe = mine.Where(l => At(l) >= probeStart.AddMilliseconds(-5) && At(l) <= probeEnd.AddMilliseconds(5)).ToList();
+        Assert.NotEmpty(duringProbe);
+        Assert.Contains("\"reason\":\"policy_ingress_denied\"", duringProbe[0], StringComparison.Ordinal);
+        Assert.All(mine.Except(duringProbe), l => Assert.True(At(l) < probeStart, $"a drop stamped after the probe: {l}"));
 
         m.WritePolicies();
         await m.ExpectAsync(All, Probe.Tcp80);
