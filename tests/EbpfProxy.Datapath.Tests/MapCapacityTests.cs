@@ -1,6 +1,8 @@
 using System.Text;
-using EbpfProxy.Core.Planning;
+using EbpfProxy.Datapath.Loading;
+using EbpfProxy.Datapath.Maps;
 using EbpfProxy.Datapath.Sync;
+using Microsoft.Extensions.Logging.Abstractions;
 
 namespace EbpfProxy.Datapath.Tests;
 
@@ -150,5 +152,33 @@ public sealed class MapCapacityTests
         Assert.Empty(result.Errors);
         Assert.Equal((2, 3), Programmed(dp, 2));
         Assert.Equal(3, dp.Maps.Lb4Backends.Map.CountEntries());
+    }
+
+    [Fact]
+    public void ARestartWithOtherSizesKeepsEachPinnedMapItsSizeAndContentAndPlansForThatSize()
+    {
+        using var dp = new PodDatapath(configure: o => o.ServicesMax = 16);
+        dp.Apply(Cluster(Service("a", 1, 2, 1, 2, 3)));
+        var flow = new Ct4Key { SaddrBe = Be32Address.FromAddress(PodDatapath.Client), DaddrBe = Be32Address.FromAddress(PodDatapath.Vip), SportBe = Be16.FromHost(40000), DportBe = Be16.FromHost(80), Proto = 6 };
+        dp.Maps.Ct4.Update(flow, new CtEntry { BackendId = 1, RevNatId = 1 });
+
+        // The next daemon asks for other sizes while the pins exist (a restart with new flags).
+        var next = new DatapathOptions
+        {
+            BpfFsRoot = dp.Options.BpfFsRoot,
+            ObjectDirectory = dp.Options.ObjectDirectory,
+            ServicesMax = 64,
+            ConntrackMax = 8192,
+            BackendsMax = dp.Options.BackendsMax,
+            RevNatMax = dp.Options.RevNatMax,
+        };
+        using var second = DatapathLoader.Load(next, NullLogger.Instance);
+        Assert.Equal(16u, second.Maps.Lb4Services.Map.MaxEntries);
+        Assert.Equal(dp.Options.ConntrackMax, second.Maps.Ct4.Map.MaxEntries);
+        Assert.True(second.Maps.Ct4.TryLookup(flow, out var kept));
+        Assert.Equal(1u, kept.BackendId);
+        Assert.Equal(9, second.Maps.Lb4Services.Map.CountEntries());
+        // The planner fits services into the 16 entries the map really has, not the 64 asked for.
+        Assert.Equal(16u, second.DatapathMaps.ServiceLimits!.MaxServiceEntries);
     }
 }
