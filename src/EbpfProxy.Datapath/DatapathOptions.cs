@@ -71,7 +71,7 @@ public sealed class DatapathOptions
     public uint SourceRangesMax { get; set; } = 65536;
     /// <summary>frag4, fragmented datagrams in flight (LRU; --fragments-max).</summary>
     public uint FragmentsMax { get; set; } = 8192;
-    /// <summary>drop_events ring buffer in bytes, a power of two of at least a page (--events-bytes).</summary>
+    /// <summary>Each event ring buffer (drop_events, flow_events) in bytes, a power of two of at least a page (--events-bytes).</summary>
     public uint DropEventsBytes { get; set; } = 256 * 1024;
 
     /// <summary>NetworkPolicy: address prefixes with an identity (every pod of the cluster, ipBlocks, node addresses); also sizes pol_id_names (every identity holds a prefix).</summary>

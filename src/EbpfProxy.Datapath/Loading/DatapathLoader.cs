@@ -104,6 +104,7 @@ public static partial class DatapathLoader
                 (LbMaps.SourceRangeMap, options.SourceRangesMax),
                 (LbMaps.FragmentMap, options.FragmentsMax),
                 (LbMaps.DropEventsMap, options.DropEventsBytes),
+                (LbMaps.FlowEventsMap, options.DropEventsBytes),
                 (PolicyMaps.IpcacheMap, options.PolicyIpcacheMax),
                 (PolicyMaps.EndpointsMap, options.PolicyEndpointsMax),
                 (PolicyMaps.RulesMap, options.PolicyRulesMax),
@@ -163,7 +164,7 @@ public static partial class DatapathLoader
         return moved;
     }
 
-    [LoggerMessage(EventId = 309, Level = LogLevel.Information, Message = "Map sizes (max entries; drop_events in bytes): {Sizes}")]
+    [LoggerMessage(EventId = 309, Level = LogLevel.Information, Message = "Map sizes (max entries; ring buffers in bytes): {Sizes}")]
     private static partial void LogMapSizes(ILogger logger, string sizes);
 
     [LoggerMessage(EventId = 304, Level = LogLevel.Information, Message = "Moved {Count} NetworkPolicy connections from ct4 to pol_ct4 (upgrade)")]

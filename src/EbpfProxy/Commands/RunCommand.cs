@@ -74,7 +74,7 @@ internal static class RunCommand
         var ipcacheMax = new Option<uint>("--policy-ipcache-max") { Description = "NetworkPolicy ipcache size: pod addresses, ipBlocks and node addresses", DefaultValueFactory = _ => 262144u };
         var polEpMax = new Option<uint>("--policy-endpoints-max") { Description = "NetworkPolicy endpoints map size: local pods", DefaultValueFactory = _ => 16384u };
         var polRulesMax = new Option<uint>("--policy-rules-max") { Description = "NetworkPolicy rules map size: rule entries of all local pods", DefaultValueFactory = _ => 262144u };
-        var eventsBytes = new Option<uint>("--events-bytes") { Description = "drop event ring buffer size in bytes (a power of two)", DefaultValueFactory = _ => 256u * 1024 };
+        var eventsBytes = new Option<uint>("--events-bytes") { Description = "size of each event ring buffer (drops, flows) in bytes (a power of two)", DefaultValueFactory = _ => 256u * 1024 };
 
         var cmd = new Command("run", "run the proxy daemon on this node")
         {
