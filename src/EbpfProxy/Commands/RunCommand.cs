@@ -154,7 +154,7 @@ internal static class RunCommand
                 await Console.Error.WriteLineAsync($"ebpf-proxy run: {ex.Message}").ConfigureAwait(false);
                 return 2;
             }
-            if (!Privileges.RequireAdmin("run"))
+            if (!Privileges.RequireLoader("run"))
                 return 1;
             return await RunDaemonAsync(proxyOptions, datapathOptions, ct).ConfigureAwait(false);
         });
