@@ -59,13 +59,28 @@ internal static class RunCommand
         var healthz = new Option<string>("--healthz-bind-address") { Description = "where /healthz and /livez are served; empty disables", DefaultValueFactory = _ => "0.0.0.0:10256" };
         var metrics = new Option<string>("--metrics-bind-address") { Description = "where /metrics (Prometheus text format) is served; empty disables", DefaultValueFactory = _ => "0.0.0.0:10249" };
         var metricsMapInterval = new Option<double>("--metrics-map-interval") { Description = "seconds between walks of the pinned maps for their fill (scrapes serve the last walk)", DefaultValueFactory = _ => 30 };
-        var ctMax = new Option<uint>("--conntrack-max") { Description = "conntrack map size", DefaultValueFactory = _ => 524288u };
-        var polCtMax = new Option<uint>("--policy-conntrack-max") { Description = "NetworkPolicy conntrack map size (connections local pods' policies admitted)", DefaultValueFactory = _ => 262144u };
+        // Map sizes (docs/datapath.md, "Map sizes"). 0 for a connection map: sized from the node's memory (MapSizing).
+        var sizeRatio = new Option<double>("--map-dynamic-size-ratio") { Description = "share of the node's memory for the connection maps whose size is not given (Cilium's --bpf-map-dynamic-size-ratio); 0: fixed defaults", DefaultValueFactory = _ => MapSizing.DefaultRatio };
+        var ctMax = new Option<uint>("--conntrack-max") { Description = "service conntrack map size, entries (a connection takes two; default: from memory)" };
+        var polCtMax = new Option<uint>("--policy-conntrack-max") { Description = "NetworkPolicy conntrack map size (connections local pods' policies admitted; default: from memory)" };
+        var masqMax = new Option<uint>("--masquerade-max") { Description = "masquerade map size, connections (default: from memory)" };
+        var sockMax = new Option<uint>("--sock-revnat-max") { Description = "host-socket reverse translation map size (default: from memory)" };
+        var affinityMax = new Option<uint>("--affinity-max") { Description = "session affinity map size, client and service pairs (default: from memory)" };
+        var servicesMax = new Option<uint>("--services-max") { Description = "services map size: a frontend takes 1 + its backends", DefaultValueFactory = _ => 262144u };
+        var backendsMax = new Option<uint>("--backends-max") { Description = "backends map size: distinct backend address, port and protocol", DefaultValueFactory = _ => 262144u };
+        var frontendsMax = new Option<uint>("--frontends-max") { Description = "frontend ids (rev-NAT map size): one per service IP and port, NodePort and LB address; at most 65536", DefaultValueFactory = _ => 65536u };
+        var srcRangesMax = new Option<uint>("--source-ranges-max") { Description = "loadBalancerSourceRanges map size: prefixes of all frontends", DefaultValueFactory = _ => 65536u };
+        var fragMax = new Option<uint>("--fragments-max") { Description = "fragment map size: fragmented datagrams in flight", DefaultValueFactory = _ => 8192u };
+        var ipcacheMax = new Option<uint>("--policy-ipcache-max") { Description = "NetworkPolicy ipcache size: pod addresses, ipBlocks and node addresses", DefaultValueFactory = _ => 262144u };
+        var polEpMax = new Option<uint>("--policy-endpoints-max") { Description = "NetworkPolicy endpoints map size: local pods", DefaultValueFactory = _ => 16384u };
+        var polRulesMax = new Option<uint>("--policy-rules-max") { Description = "NetworkPolicy rules map size: rule entries of all local pods", DefaultValueFactory = _ => 262144u };
+        var eventsBytes = new Option<uint>("--events-bytes") { Description = "size of each event ring buffer (drops, flows) in bytes (a power of two)", DefaultValueFactory = _ => 256u * 1024 };
 
         var cmd = new Command("run", "run the proxy daemon on this node")
         {
             manifests, kubeconfig, nodeName, bpffs, bpfDir, podInterfaces, netdevInterfaces, minSync, syncPeriod, serviceCidr, clusterCidr,
             masqueradeAll, masqueradeAddress, nodePortAddresses, hostServices, cgroupRoot, healthz, metrics, metricsMapInterval, ctMax, polCtMax,
+            sizeRatio, masqMax, sockMax, affinityMax, servicesMax, backendsMax, frontendsMax, srcRangesMax, fragMax, ipcacheMax, polEpMax, polRulesMax, eventsBytes,
         };
         cmd.SetAction(async (parse, ct) =>
         {
@@ -91,6 +106,18 @@ internal static class RunCommand
                 CgroupRoot = parse.GetValue(cgroupRoot),
                 ConntrackMax = parse.GetValue(ctMax),
                 PolicyConntrackMax = parse.GetValue(polCtMax),
+                MasqueradeMax = parse.GetValue(masqMax),
+                SockRevNatMax = parse.GetValue(sockMax),
+                AffinityMax = parse.GetValue(affinityMax),
+                ServicesMax = parse.GetValue(servicesMax),
+                BackendsMax = parse.GetValue(backendsMax),
+                RevNatMax = parse.GetValue(frontendsMax),
+                SourceRangesMax = parse.GetValue(srcRangesMax),
+                FragmentsMax = parse.GetValue(fragMax),
+                PolicyIpcacheMax = parse.GetValue(ipcacheMax),
+                PolicyEndpointsMax = parse.GetValue(polEpMax),
+                PolicyRulesMax = parse.GetValue(polRulesMax),
+                DropEventsBytes = parse.GetValue(eventsBytes),
             };
             try
             {
@@ -118,6 +145,7 @@ internal static class RunCommand
                     datapathOptions.MasqueradeAddress = System.Net.IPAddress.TryParse(masqText.Trim(), out var ma)
                         ? ma
                         : throw new ArgumentException($"--masquerade-address '{masqText}' is not an IP address");
+                MapSizing.Apply(datapathOptions, MapSizing.TotalMemory(), parse.GetValue(sizeRatio));
                 proxyOptions.Validate();
                 datapathOptions.Validate();
             }
