@@ -80,8 +80,12 @@ public sealed partial class ServiceStage
         // a full pass asks conntrack (one scan, only when there is such a backend to decide on),
         // an incremental pass keeps them all.
         HashSet<uint>? flows = null;
-        Func<uint, bool> inUse = reread ? id => (flows ??= _maps.ReadFlowBackends()).Contains(id) : LbPlanner.KeepDraining;
-        var plan = LbPlanner.Plan(_state, desired, _limits, changed, inUse);
+        Func<uint, bool> liveFlow = id => (flows ??= _maps.ReadFlowBackends()).Contains(id);
+        var plan = LbPlanner.Plan(_state, desired, _limits, changed, reread ? liveFlow : LbPlanner.KeepDraining);
+        // Short of room on an incremental pass: draining backends no live connection names any more
+        // make way now rather than at the next full pass (the plan is pure; planning again is safe).
+        if (!reread && plan.LeftOut.Count > 0)
+            plan = LbPlanner.Plan(_state, desired, _limits, changed, liveFlow);
         _leftOut = [.. plan.LeftOut];
         var planTime = sw.Elapsed - planStart;
         var removals = SlotRemovals(_state, plan.Ops);
