@@ -59,6 +59,11 @@ internal static class RunCommand
         var healthz = new Option<string>("--healthz-bind-address") { Description = "where /healthz and /livez are served; empty disables", DefaultValueFactory = _ => "0.0.0.0:10256" };
         var metrics = new Option<string>("--metrics-bind-address") { Description = "where /metrics (Prometheus text format) is served; empty disables", DefaultValueFactory = _ => "0.0.0.0:10249" };
         var metricsMapInterval = new Option<double>("--metrics-map-interval") { Description = "seconds between walks of the pinned maps for their fill (scrapes serve the last walk)", DefaultValueFactory = _ => 30 };
+        var attachMode = new Option<AttachMode>("--attach-mode")
+        {
+            Description = "how the tc programs attach: auto (tcx links where the kernel has them, 6.6+, else clsact), tcx, tc (clsact filters)",
+            DefaultValueFactory = _ => AttachMode.Auto,
+        };
         var ctMax = new Option<uint>("--conntrack-max") { Description = "conntrack map size", DefaultValueFactory = _ => 524288u };
         var polCtMax = new Option<uint>("--policy-conntrack-max") { Description = "NetworkPolicy conntrack map size (connections local pods' policies admitted)", DefaultValueFactory = _ => 262144u };
 
@@ -66,6 +71,7 @@ internal static class RunCommand
         {
             manifests, kubeconfig, nodeName, bpffs, bpfDir, podInterfaces, netdevInterfaces, minSync, syncPeriod, serviceCidr, clusterCidr,
             masqueradeAll, masqueradeAddress, nodePortAddresses, hostServices, cgroupRoot, healthz, metrics, metricsMapInterval, ctMax, polCtMax,
+            attachMode,
         };
         cmd.SetAction(async (parse, ct) =>
         {
@@ -91,6 +97,7 @@ internal static class RunCommand
                 CgroupRoot = parse.GetValue(cgroupRoot),
                 ConntrackMax = parse.GetValue(ctMax),
                 PolicyConntrackMax = parse.GetValue(polCtMax),
+                AttachMode = parse.GetValue(attachMode),
             };
             try
             {
