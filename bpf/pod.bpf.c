@@ -32,6 +32,7 @@
 #include "lib/policy.h"
 #include "lib/frag.h"
 #include "lib/metrics.h"
+#include "lib/flow.h"
 #include "lib/fib.h"
 #include "lib/sock.h"
 #include "lib/constants.h"
@@ -68,8 +69,11 @@ static __always_inline int verdict(struct __sk_buff *skb, const struct pkt4 *p, 
 		trace_publish(tr, reason);
 	} else {
 		metrics_count(skb, reason, dir);
-		if (ret == TC_ACT_SHOT)
+		/* A REJECT is a drop too, though its ICMP error is redirected. */
+		if (ret == TC_ACT_SHOT || reason >= REASON_DROP_MIN)
 			drop_event_send(skb, p, reason, dir, tr);
+		else if (flow_is_new(reason, tr))
+			flow_event_send(skb, p, reason, dir, tr);
 	}
 	return ret;
 }

@@ -44,6 +44,9 @@
 #ifndef DROP_EVENTS_BYTES
 #define DROP_EVENTS_BYTES (256 * 1024)
 #endif
+#ifndef FLOW_EVENTS_BYTES
+#define FLOW_EVENTS_BYTES (256 * 1024)
+#endif
 #ifndef POL_IPCACHE_MAX
 #define POL_IPCACHE_MAX 262144
 #endif

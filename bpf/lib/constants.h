@@ -19,6 +19,7 @@
 #include "metrics_types.h"
 #include "trace_types.h"
 #include "policy_types.h"
+#include "flow_types.h"
 
 struct btf_constants {
 	enum reason reason;
@@ -44,5 +45,13 @@ struct btf_constants {
 };
 
 struct btf_constants btf_constants __attribute__((used)) SEC(".constants");
+
+/* Shared structs no map names as its key or value (ring buffer records are
+ * untyped), carried the same way so LayoutTests find them in the BTF. */
+struct btf_records {
+	struct flow_event flow_event;
+};
+
+struct btf_records btf_records __attribute__((used)) SEC(".constants");
 
 #endif

@@ -14,6 +14,7 @@
 #include "metrics_types.h"
 #include "trace_types.h"
 #include "policy_types.h"
+#include "flow_types.h"
 
 /* Frontends and their backend slots: (VIP, port, proto, scope, slot) -> entry. */
 struct {
@@ -175,6 +176,31 @@ struct {
 	__type(value, struct drop_event);
 	__uint(max_entries, 1);
 } drop_scratch SEC(".maps");
+
+/* New connections for `ebpf-proxy observe` (struct flow_event records, flow.h). */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, FLOW_EVENTS_BYTES);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} flow_events SEC(".maps");
+
+/* Flow events' rate per CPU (0 = off), one entry; written by `observe` while it runs. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, struct flow_config);
+	__uint(max_entries, 1);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} flow_config SEC(".maps");
+
+/* Flow events' rate limiter per CPU, and what it suppressed. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct flow_rate_state);
+	__uint(max_entries, 1);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} flow_rate SEC(".maps");
 
 /* Per-CPU packet and byte counters by reason and direction. */
 struct {

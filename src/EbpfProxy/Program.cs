@@ -11,6 +11,7 @@ public static class Program
         {
             RunCommand.Create(),
             LbCommands.Create(),
+            CtCommands.Create(),
             PolicyCommands.CreatePolicy(),
             PolicyCommands.CreateIpcache(),
             TraceCommand.Create(),

@@ -45,6 +45,9 @@ public class LayoutTests
         { "pol_ep_name", typeof(PolEpName) },
         { "pol_id_name", typeof(PolIdName) },
         { "pol_ct_entry", typeof(PolCtEntry) },
+        { "flow_config", typeof(FlowConfig) },
+        { "flow_rate_state", typeof(FlowRateState) },
+        { "flow_event", typeof(FlowEvent) },
     };
 
     [Theory]

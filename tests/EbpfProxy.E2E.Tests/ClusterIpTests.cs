@@ -265,7 +265,7 @@ public class ClusterIpTests(ITestOutputHelper output)
     public void CommandsRunWithoutPrivilegesSayOneClearLine()
     {
         // As nobody, with no capabilities: each command answers with one line, no stack trace (issue 14 item 8).
-        foreach (var command in new[] { new[] { "cleanup" }, ["observe"], ["lb", "list"], ["maps"], ["ipcache", "list"], ["policy", "get", "default/x"], ["trace", "--src", "10.0.0.1", "--dst", "10.96.0.1:80"], ["run", "--manifests", "/tmp"] })
+        foreach (var command in new[] { new[] { "cleanup" }, ["observe"], ["lb", "list"], ["ct", "list"], ["maps"], ["ipcache", "list"], ["policy", "get", "default/x"], ["trace", "--src", "10.0.0.1", "--dst", "10.96.0.1:80"], ["run", "--manifests", "/tmp"] })
         {
             var result = Cmd.TryRun("setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "env", "HOME=/tmp", Binaries.EbpfProxy, .. command]);
             output.WriteLine($"{string.Join(' ', command)} -> {result.ExitCode}: {result.Stderr}");

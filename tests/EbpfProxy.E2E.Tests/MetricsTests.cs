@@ -25,7 +25,8 @@ public sealed class MetricsTests(ITestOutputHelper output)
     {
         await using var s = await ProxyScenario.StartAsync(output, 2, ["echo-1", "echo-2"],
             ["--metrics-bind-address", $"127.0.0.1:{MetricsPort}", "--metrics-map-interval", "1"]);
-        await using var prom = await Prometheus.StartAsync(s.NodeNs, $"127.0.0.1:{MetricsPort}", output);
+        // The chart's alert rules loaded as they ship: Prometheus refuses to start on one that does not parse.
+        await using var prom = await Prometheus.StartAsync(s.NodeNs, $"127.0.0.1:{MetricsPort}", output, ChartMonitoring.RulesFile);
         try
         {
             // Every reason is there from start-up, at 0 before any traffic.
@@ -104,6 +105,28 @@ public sealed class MetricsTests(ITestOutputHelper output)
             Assert.True(await prom.WaitForValueAsync("sum(ebpfproxy_sync_proxy_rules_duration_seconds_count)", v => v >= 1) >= 1);
             Assert.True(await prom.WaitForValueAsync("count({__name__=~\"dotnet_.+\"})", v => v > 0) > 0);
             Assert.True(await prom.WaitForValueAsync("count({__name__=~\"process_.+\"})", v => v > 0) > 0);
+
+            // The chart's dashboard and alerts against this traffic: an EndpointSlice carrying the
+            // controller's trigger time gives the network programming latency panel its sample.
+            s.WriteExtraManifest("timed.yaml", $$$"""
+                apiVersion: v1
+                kind: Service
+                metadata: {name: timed, namespace: default}
+                spec: {clusterIP: 10.96.0.43, ports: [{name: http, port: 80, targetPort: 8080, protocol: TCP}]}
+                ---
+                apiVersion: discovery.k8s.io/v1
+                kind: EndpointSlice
+                metadata:
+                  name: timed-1
+                  namespace: default
+                  labels: {kubernetes.io/service-name: timed}
+                  annotations: {endpoints.kubernetes.io/last-change-trigger-time: "{{{DateTime.UtcNow.AddSeconds(-1):yyyy-MM-ddTHH:mm:ssZ}}}"}
+                addressType: IPv4
+                ports: [{name: http, port: 8080, protocol: TCP}]
+                endpoints: [{addresses: ["{{{s.Echo["echo-1"].Ip}}}"], conditions: {ready: true}}]
+                """);
+            Assert.True(await prom.WaitForValueAsync("sum(ebpfproxy_network_programming_duration_seconds_count)", v => v >= 1) >= 1);
+            await ChartMonitoring.CheckAsync(prom, output);
 
             // `lb list` flags a service without a usable endpoint.
             static bool Flagged(string json) => JsonDocument.Parse(json).RootElement.EnumerateArray()

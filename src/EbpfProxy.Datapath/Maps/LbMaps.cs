@@ -23,6 +23,9 @@ public sealed class LbMaps : IDisposable
     public const string HostConfigMap = "lb_host_config";
     public const string SockRevNatMap = "lb4_sock_revnat";
     public const string DropEventsMap = "drop_events";
+    public const string FlowEventsMap = "flow_events";
+    public const string FlowConfigMap = "flow_config";
+    public const string FlowRateMap = "flow_rate";
     /// <summary>Per-CPU new-connection counters by rev-NAT id (read by the daemon's metrics, not by this family).</summary>
     public const string ServiceConnectionsMap = "lb_svc_conns";
     public const string FragmentMap = "frag4";

@@ -16,7 +16,7 @@ internal static class LbCommands
         var list = new Command("list", "list every frontend with its service, rev-NAT id, slots and backends") { bpffs, output };
         list.SetAction(parse =>
         {
-            var rows = PinnedMaps.Use(parse.GetValue(bpffs)!, maps => LbStateFormatter.Rows(LbMapIo.Read(maps)));
+            var rows = PinnedMaps.Use(parse.GetValue(bpffs)!, "lb", maps => LbStateFormatter.Rows(LbMapIo.Read(maps)));
             if (rows is null)
                 return 1;
             if (parse.GetValue(output) == "json")
@@ -95,10 +95,10 @@ internal static class PinnedMaps
         return true;
     }
 
-    public static T? Use<T>(string bpffs, Func<LbMaps, T> read) where T : class
+    public static T? Use<T>(string bpffs, string command, Func<LbMaps, T> read) where T : class
     {
         var pinPath = Path.Combine(bpffs, "ebpf-proxy");
-        if (!Ready(bpffs, "lb"))
+        if (!Ready(bpffs, command))
             return null;
         try
         {

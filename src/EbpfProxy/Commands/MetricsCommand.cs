@@ -22,7 +22,7 @@ internal static class MetricsCommand
         var cmd = new Command("metrics", "the datapath's packet counters by reason and direction (from the pinned maps)") { bpffs, output, all };
         cmd.SetAction(parse =>
         {
-            var rows = PinnedMaps.Use(parse.GetValue(bpffs)!, maps => KernelCounters.Read(maps.Metrics));
+            var rows = PinnedMaps.Use(parse.GetValue(bpffs)!, "metrics", maps => KernelCounters.Read(maps.Metrics));
             if (rows is null)
                 return 1;
             if (parse.GetValue(output) == "json")

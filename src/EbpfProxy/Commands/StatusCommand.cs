@@ -1,6 +1,11 @@
 using System.CommandLine;
 using System.Text;
+using System.Reflection;
 using System.Text.Json;
+using System.Text.Json.Nodes;
+using EbpfProxy.Datapath.Attach;
+using EbpfProxy.Datapath.Maps;
+using EbpfProxy.Datapath.Observability;
 
 namespace EbpfProxy.Commands;
 
@@ -15,7 +20,8 @@ internal static class StatusCommand
     {
         var address = new Option<string>("--address") { Description = "the daemon's --healthz-bind-address (0.0.0.0 means this host)", DefaultValueFactory = _ => "127.0.0.1:10256" };
         var output = CommonOptions.Output();
-        var cmd = new Command("status", "the daemon's last sync and what it could not program (exit 1 when something is failing)") { address, output };
+        var bpffs = CommonOptions.BpfFs();
+        var cmd = new Command("status", "the daemon's last sync, what it could not program, attached hooks and map usage (exit 1 when something is failing)") { address, output, bpffs };
         cmd.SetAction(async (parse, ct) =>
         {
             var target = parse.GetValue(address)!.Replace("0.0.0.0", "127.0.0.1", StringComparison.Ordinal);
@@ -28,6 +34,10 @@ internal static class StatusCommand
             catch (Exception ex) when (ex is HttpRequestException or TaskCanceledException or UriFormatException)
             {
                 await Console.Error.WriteLineAsync($"error: no ebpf-proxy daemon answers on {target} ({ex.Message}). Is it running on this node, with --healthz-bind-address {target}?").ConfigureAwait(false);
+                // What the kernel still holds (the datapath outlives the daemon), when readable.
+                var local = LocalView(parse.GetValue(bpffs)!);
+                if (local is not null)
+                    Console.Write(parse.GetValue(output) == "json" ? local.ToJsonString(Json) + "\n" : FormatLocal(local));
                 return 2;
             }
             using var doc = JsonDocument.Parse(body);
@@ -41,6 +51,78 @@ internal static class StatusCommand
         });
         return cmd;
     }
+
+    private static readonly JsonSerializerOptions Json = new() { WriteIndented = true, PropertyNamingPolicy = JsonNamingPolicy.CamelCase };
+
+    /// <summary>
+    /// With no daemon to ask: the hooks and map usage read here from the kernel and the pins, and
+    /// this binary's version; null, after one error line, without the privileges or the pins.
+    /// </summary>
+    private static JsonObject? LocalView(string bpffs)
+    {
+        var pinPath = Path.Combine(bpffs, "ebpf-proxy");
+        if (!PinnedMaps.Ready(bpffs, "status"))
+            return null;
+        try
+        {
+            var maps = MapPressure.Read(pinPath).Where(m => m.Type != LibBpf.Net.BpfMapType.RingBuf)
+                .Select(m => new MapUsage(m.Name, m.Type.ToString(), m.Entries ?? m.MaxEntries, m.MaxEntries));
+            return new JsonObject
+            {
+                ["daemon"] = "not answering",
+                ["version"] = Version,
+                ["maps"] = JsonSerializer.SerializeToNode(maps, Json),
+                ["attachments"] = JsonSerializer.SerializeToNode(AttachmentInspector.Read(pinPath), Json),
+            };
+        }
+        catch (LibBpf.Net.BpfException ex)
+        {
+            Console.Error.WriteLine($"error: {ex.Message}");
+            return null;
+        }
+    }
+
+    /// <summary>This binary's version (the daemon reports its own in /status).</summary>
+    internal static string Version { get; } =
+        typeof(StatusCommand).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion ?? "unknown";
+
+    private static string FormatLocal(JsonObject local)
+    {
+        var sb = new StringBuilder("(read from the kernel and the pins, the daemon not answering)\n");
+        sb.Append($"version      {local["version"]} (this binary)\n");
+        using var doc = JsonDocument.Parse(local.ToJsonString());
+        AppendDatapath(sb, doc.RootElement);
+        return sb.ToString();
+    }
+
+    /// <summary>Attached hooks and map usage (both in /status and in the local view).</summary>
+    private static void AppendDatapath(StringBuilder sb, JsonElement root)
+    {
+        var hooks = Array(root, "attachments").ToList();
+        var tc = hooks.Where(h => h.GetProperty("hook").GetString() != "link").GroupBy(h => h.GetProperty("interface").GetString()).ToList();
+        sb.Append($"attached     {tc.Count} interfaces, {hooks.Count - tc.Sum(g => g.Count())} pinned links\n");
+        foreach (var itf in tc)
+        {
+            var parts = itf.Select(h => $"{h.GetProperty("hook").GetString()}={h.GetProperty("program").GetString()}"
+                + (h.GetProperty("current").GetBoolean() ? "" : " (NOT THE LOADED PROGRAM)"));
+            sb.Append($"  {itf.Key,-12} {string.Join(", ", parts)}\n");
+        }
+        foreach (var link in hooks.Where(h => h.GetProperty("hook").GetString() == "link"))
+            sb.Append($"  link         {link.GetProperty("program").GetString()}\n");
+        var maps = Array(root, "maps").ToList();
+        if (maps.Count > 0)
+        {
+            sb.Append("maps         entries / capacity\n");
+            foreach (var m in maps.OrderByDescending(m => Fill(m)))
+            {
+                long entries = m.GetProperty("entries").GetInt64(), capacity = m.GetProperty("capacity").GetInt64();
+                sb.Append($"  {m.GetProperty("name").GetString(),-16} {entries,9} / {capacity,-9} {Fill(m),4:P0}{(Fill(m) >= 0.9 ? "  NEAR FULL" : "")}\n");
+            }
+        }
+    }
+
+    private static double Fill(JsonElement m) =>
+        m.GetProperty("capacity").GetInt64() is > 0 and var c ? (double)m.GetProperty("entries").GetInt64() / c : 0;
 
     /// <summary>The array <paramref name="name"/>, or none when an older daemon did not send it.</summary>
     private static IEnumerable<JsonElement> Array(JsonElement status, string name) =>
@@ -75,6 +157,9 @@ internal static class StatusCommand
             sb.Append($"  FAILS CLOSED  {e.GetString()}\n");
         if (s.GetProperty("policyWriteError").GetString() is { } write)
             sb.Append($"  WRITE FAILED  {write}; {s.GetProperty("policyFailedClosed").GetInt32()} pods' isolation forced on until a pass succeeds\n");
+        if (root.TryGetProperty("version", out var version))
+            sb.Append($"version      {version.GetString()}\n");
+        AppendDatapath(sb, root);
         return sb.ToString();
     }
 }

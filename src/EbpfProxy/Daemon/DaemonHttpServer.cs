@@ -1,7 +1,10 @@
 using System.Net;
 using System.Text.Json;
 using EbpfProxy.Core.Health;
+using EbpfProxy.Datapath;
+using EbpfProxy.Datapath.Attach;
 using EbpfProxy.Datapath.Observability;
+using LibBpf.Net;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Http;
@@ -23,7 +26,7 @@ namespace EbpfProxy.Daemon;
 /// datapath matters more than its observability.
 /// </summary>
 public sealed partial class DaemonHttpServer(
-    ProxyHealth health, ProxyStatus status, ProxyOptions options, DatapathMetrics datapathMetrics,
+    ProxyHealth health, ProxyStatus status, ProxyOptions options, DatapathOptions datapathOptions, DatapathMetrics datapathMetrics,
     ILoggerFactory loggers, IServiceProvider services) : IHostedService, IAsyncDisposable
 {
     private readonly ILogger _logger = loggers.CreateLogger<DaemonHttpServer>();
@@ -101,8 +104,23 @@ public sealed partial class DaemonHttpServer(
             version = DaemonTelemetry.Version,
             maps = usage.Maps,
             mapsWalkedAt = usage.At,
+            attachments = Attachments(),
         }, StatusJson);
         return Results.Bytes(body, "application/json");
+    }
+
+    /// <summary>What the kernel has attached (read from it on each request: `status` is an operator's call, not a scrape).</summary>
+    private IReadOnlyList<AttachedHook> Attachments()
+    {
+        try
+        {
+            return AttachmentInspector.Read(datapathOptions.PinPath);
+        }
+        catch (Exception ex) when (ex is BpfException or IOException or UnauthorizedAccessException)
+        {
+            LogAttachmentsUnreadable(_logger, ex);
+            return [];
+        }
     }
 
     internal static readonly JsonSerializerOptions StatusJson = new() { PropertyNamingPolicy = JsonNamingPolicy.CamelCase, WriteIndented = true };
@@ -129,6 +147,9 @@ public sealed partial class DaemonHttpServer(
 
     [LoggerMessage(EventId = 20, Level = LogLevel.Information, Message = "HTTP {Routes} listening on {Address}")]
     private static partial void LogListening(ILogger logger, string routes, string address);
+
+    [LoggerMessage(EventId = 22, Level = LogLevel.Warning, Message = "/status could not read the attached programs")]
+    private static partial void LogAttachmentsUnreadable(ILogger logger, Exception ex);
 
     [LoggerMessage(EventId = 21, Level = LogLevel.Error, Message = "The daemon's HTTP endpoints could not listen on {Address}; the proxy runs without them")]
     private static partial void LogBindFailed(ILogger logger, Exception ex, string address);
