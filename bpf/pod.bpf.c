@@ -31,6 +31,7 @@
 #include "lib/lb.h"
 #include "lib/policy.h"
 #include "lib/frag.h"
+#include "lib/icmp.h"
 #include "lib/metrics.h"
 #include "lib/flow.h"
 #include "lib/fib.h"
@@ -121,11 +122,19 @@ static __always_inline int hook(struct __sk_buff *skb, __u32 dir, enum lb_source
 	case PARSE_INVALID:
 		reason = REASON_DROP_INVALID;
 		break;
-	default:
+	default: {
+		struct icmp4_err icmp = {};
+
+		/* ICMP errors about translated connections (lib/icmp.h). */
+		if (icmp4_error_parse(skb, &icmp) == ICMP4_ERROR_TUPLE) {
+			reason = icmp4_error_handle(skb, &icmp, &p, towards_node, source, &tr, &out);
+			break;
+		}
 		reason = REASON_PASS_UNSUPPORTED;
 		if (source == LB_FROM_POD)
 			reason = policy4_unparsed(skb, reason, towards_node, &tr);
 		break;
+	}
 	}
 	return verdict(skb, &p, reason, dir, &tr, trace, &out);
 }

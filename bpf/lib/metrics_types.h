@@ -19,6 +19,8 @@ enum reason {
 	REASON_PASS_UNSUPPORTED = 5, /* not IPv4 TCP/UDP/SCTP, or a later fragment of an unknown datagram nothing here concerns */
 	REASON_FWD_SERVICE_RESELECTED = 6, /* tracked flow whose backend vanished */
 	REASON_FWD_SNAT_REVERSE = 7, /* reply of a masqueraded flow, both rewrites undone */
+	REASON_FWD_ICMP_REVNAT = 8, /* ICMP error about a service connection, quote and sender restored to the frontend (icmp.h) */
+	REASON_FWD_ICMP_SNAT_REVERSE = 9, /* ICMP error about a masqueraded connection, sent on to the client (icmp.h) */
 
 	REASON_DROP_MIN = 128,
 	REASON_DROP_INVALID = 128, /* truncated or malformed headers */
@@ -37,6 +39,7 @@ enum reason {
 	REASON_DROP_SOURCE_RANGE = 141, /* LB ingress IP, client outside loadBalancerSourceRanges */
 	REASON_DROP_SNAT_PORT = 142, /* masquerade: no free node port for this flow */
 	REASON_DROP_FRAG_NOT_FOUND = 143, /* a later fragment whose first was not seen, where a translation or an isolated pod is involved */
+	REASON_DROP_POLICY_ICMP_UNRELATED = 144, /* NetworkPolicy: an ICMP error about no connection the isolated pod's policy admitted */
 	REASON_MAX = 256,
 };
 

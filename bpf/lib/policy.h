@@ -187,16 +187,14 @@ static __always_inline __u32 policy4_enforce(struct __sk_buff *skb, const struct
 
 /*
  * IPv4 packets the service path does not parse: ICMP and other protocols
- * (fragments of TCP/UDP/SCTP are judged like their first, lib/frag.h). An
- * isolated pod admits, in the isolated direction:
- *  - ICMP errors (destination unreachable, time exceeded, parameter problem),
- *    which the kernel only delivers to the sockets of connections they name
- *    (path MTU discovery of an admitted connection keeps working);
- *  - anything else (ICMP echo, other protocols) only under a rule that admits
- *    every protocol from that peer (a rule without ports), since NetworkPolicy
- *    can name no other protocol. Such packets are not tracked: an echo reply
- *    to an ingress-isolated pod needs that rule too.
- * from_pod judges the sender's egress, to_pod the receiver's ingress.
+ * (fragments of TCP/UDP/SCTP are judged like their first, lib/frag.h; ICMP
+ * errors quoting a TCP/UDP/SCTP packet by the connection they are about,
+ * policy4_icmp_error in lib/icmp.h). An isolated pod admits, in the isolated
+ * direction, such a packet (ICMP echo, an error about an echo, other
+ * protocols) only under a rule that admits every protocol from that peer (a
+ * rule without ports), since NetworkPolicy can name no other protocol. Such
+ * packets are not tracked: an echo reply to an ingress-isolated pod needs that
+ * rule too. from_pod judges the sender's egress, to_pod the receiver's ingress.
  */
 static __always_inline __u32 policy4_unparsed(struct __sk_buff *skb, __u32 reason, bool from_pod, struct trace_record *tr)
 {
@@ -217,14 +215,6 @@ static __always_inline __u32 policy4_unparsed(struct __sk_buff *skb, __u32 reaso
 	if (!ep || !(ep->flags & (from_pod ? POL_EP_F_EGRESS_ISOLATED : POL_EP_F_INGRESS_ISOLATED)))
 		return reason;
 	tr->policy_endpoint = ep->endpoint_id;
-	if (ip->protocol == IPPROTO_ICMP && ip->ihl == 5) {
-		__u8 type = 0;
-
-		/* Read with a helper: the ICMP header may be outside the linear area. */
-		if (bpf_skb_load_bytes(skb, sizeof(struct ethhdr) + sizeof(struct iphdr), &type, 1) == 0 &&
-		    (type == 3 || type == 11 || type == 12))
-			return reason;
-	}
 	identity = policy_identity_of(peer);
 	tr->policy_identity = identity;
 	if (!from_pod && identity == POL_ID_HOST)

@@ -15,9 +15,9 @@ public class NetdevProgramTests
     private const string NodeIp = "192.168.1.10";
     private static readonly IPAddress Node = IPAddress.Parse(NodeIp);
     private static readonly IPAddress Outside = IPAddress.Parse("198.18.0.50");
-    private static readonly IPAddress Backend = IPAddress.Parse("10.244.2.1");
+    internal static readonly IPAddress Backend = IPAddress.Parse("10.244.2.1");
 
-    private static string NodePortService(string policy) => """
+    internal static string NodePortService(string policy) => """
         apiVersion: v1
         kind: Service
         metadata: {name: web, namespace: default}

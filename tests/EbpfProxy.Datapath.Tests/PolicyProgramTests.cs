@@ -68,7 +68,7 @@ public class PolicyProgramTests
     }
 
     [PrivilegedFact]
-    public void IcmpAndOtherProtocolsNeedARuleForEveryProtocolButIcmpErrorsAndFragmentsPass()
+    public void IcmpAndOtherProtocolsNeedARuleForEveryProtocolButErrorsAboutItsConnectionsPass()
     {
         using var dp = new PodDatapath();
         Seed(dp, State(PolicyIsolation.None, PolicyIsolation.Ingress));
@@ -76,18 +76,24 @@ public class PolicyProgramTests
         AssertVerdict(PodDatapath.TcActShot, dp.ToPod(PacketBuilder.IcmpEcho(R, B)), "ping from a remote pod");
         AssertVerdict(PodDatapath.TcActShot, dp.ToPod(PacketBuilder.Ipv4(R, B, 47, new byte[8])), "GRE from a remote pod");
         AssertVerdict(PodDatapath.TcActOk, dp.ToPod(PacketBuilder.IcmpEcho(Node, B)), "ping from the node");
-        // Destination unreachable (fragmentation needed) about a connection B has: always delivered.
+        // Fragmentation needed about a connection B opened (its egress is open, so it is tracked): delivered.
+        var sent = PacketBuilder.Tcp(B, 40100, R, 443, TcpFlags.Syn);
+        AssertVerdict(PodDatapath.TcActOk, dp.FromPod(sent), "B -> R");
+        AssertVerdict(PodDatapath.TcActOk, dp.ToPod(IcmpErrorTests.IcmpError(R, B, 3, 4, sent, mtu: 1280)), "ICMP error about B's connection");
+        // The same error about a connection B never had is not (bpf/lib/icmp.h), nor one quoting no tuple.
+        AssertVerdict(PodDatapath.TcActShot, dp.ToPod(IcmpErrorTests.IcmpError(R, B, 3, 4, PacketBuilder.Tcp(B, 40101, R, 443), mtu: 1280)), "unrelated ICMP error");
+        Assert.Equal(1UL, dp.Counter(Reason.PolicyIcmpUnrelated, MetricsDirection.Egress));
         var unreachable = new byte[36];
         unreachable[0] = 3;
         unreachable[1] = 4;
-        AssertVerdict(PodDatapath.TcActOk, dp.ToPod(PacketBuilder.Ipv4(R, B, 1, unreachable)), "ICMP error");
+        AssertVerdict(PodDatapath.TcActShot, dp.ToPod(PacketBuilder.Ipv4(R, B, 1, unreachable)), "ICMP error quoting nothing");
         // A's side is not isolated.
         AssertVerdict(PodDatapath.TcActOk, dp.ToPod(PacketBuilder.IcmpEcho(R, A)), "ping to a pod without isolation");
 
         // A rule without ports admits every protocol from that peer, ICMP included.
         Seed(dp, State(PolicyIsolation.None, PolicyIsolation.Ingress, PolicyRule.AllTraffic(EpB, IdR, In)));
         AssertVerdict(PodDatapath.TcActOk, dp.ToPod(PacketBuilder.IcmpEcho(R, B)), "ping under an all-traffic rule");
-        Assert.Equal(2UL, dp.Counter(Reason.PolicyIngressDenied, MetricsDirection.Egress));
+        Assert.Equal(3UL, dp.Counter(Reason.PolicyIngressDenied, MetricsDirection.Egress));
     }
 
     [PrivilegedFact]

@@ -15,6 +15,10 @@ public enum Reason : byte
     PassUnsupported = 5,
     ForwardServiceReselected = 6,
     ForwardSnatReverse = 7,
+    /// <summary>An ICMP error about a service connection, its quote (and sender, when the backend sent it) restored to the frontend.</summary>
+    ForwardIcmpReverseNat = 8,
+    /// <summary>An ICMP error about a masqueraded connection, translated back and sent on to the client.</summary>
+    ForwardIcmpSnatReverse = 9,
 
     DropInvalid = 128,
     DropNoBackend = 129,
@@ -33,6 +37,8 @@ public enum Reason : byte
     DropSnatPort = 142,
     /// <summary>A later IP fragment whose first was not seen, where a translation or an isolated pod is involved.</summary>
     DropFragmentNotFound = 143,
+    /// <summary>NetworkPolicy: an ICMP error about no connection the isolated pod's policy admitted.</summary>
+    PolicyIcmpUnrelated = 144,
 }
 
 public enum MetricsDirection : byte
@@ -98,6 +104,8 @@ public static class ReasonInfo
         Reason.PassUnsupported => "unsupported",
         Reason.ForwardServiceReselected => "service_reselected",
         Reason.ForwardSnatReverse => "masquerade_reply",
+        Reason.ForwardIcmpReverseNat => "icmp_error_reverse_nat",
+        Reason.ForwardIcmpSnatReverse => "icmp_error_masquerade_reply",
         Reason.DropInvalid => "invalid_packet",
         Reason.DropNoBackend => "no_backend",
         Reason.DropBackendMissing => "backend_missing",
@@ -114,6 +122,7 @@ public static class ReasonInfo
         Reason.DropSourceRange => "lb_source_range",
         Reason.DropSnatPort => "masquerade_port_exhausted",
         Reason.DropFragmentNotFound => "fragment_without_first",
+        Reason.PolicyIcmpUnrelated => "policy_icmp_unrelated",
         _ => $"reason_{(byte)reason}",
     };
 }
