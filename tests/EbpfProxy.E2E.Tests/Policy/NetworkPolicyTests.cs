@@ -119,6 +119,38 @@ public sealed class NetworkPolicyTests(ITestOutputHelper output)
     }
 
     [PrivilegedFact]
+    public async Task FragmentsToAnIsolatedPodFromAPeerItDoesNotAdmitAreDroppedAndCounted()
+    {
+        // Issue 10 item 1: a 4 KB UDP datagram leaves y/c in three fragments (1500-byte MTU); the
+        // later fragments carry no ports and used to reach an isolated pod unjudged.
+        await using var m = await PolicyModel.StartAsync(output);
+        var payload = new string('f', 4000);
+        var (reply, _) = await UdpProbe.RequestAsync(m["y/c"].Ns, m["x/c"].Ip, 80, payload, TimeSpan.FromSeconds(3));
+        Assert.Equal($"x/c {payload}", reply); // not isolated: the fragments are reassembled and answered
+
+        m.WritePolicies(Policy("x", "deny-ingress", """
+            podSelector: {}
+            policyTypes: [Ingress]
+            """));
+        await m.ExpectAsync((f, t) => t.Namespace != "x", Probe.Udp80);
+        long before = Dropped(m);
+        await Assert.ThrowsAsync<ProbeFailedException>(() => UdpProbe.RequestAsync(m["y/c"].Ns, m["x/c"].Ip, 80, payload, TimeSpan.FromSeconds(1)));
+        long dropped = Dropped(m) - before;
+        output.WriteLine($"policy drops counted for one fragmented datagram: {dropped}");
+        Assert.True(dropped >= 3, $"only {dropped} of the datagram's 3 fragments were dropped by policy");
+    }
+
+    /// <summary>Packets the policy dropped at a pod's ingress, fragments included, from the kernel's counters.</summary>
+    private static long Dropped(PolicyModel m)
+    {
+        var json = Cmd.Run(Binaries.EbpfProxy, "metrics", "--bpffs", m.BpfFsPath, "-o", "json", "--all").Stdout;
+        using var doc = JsonDocument.Parse(json);
+        return doc.RootElement.EnumerateArray()
+            .Where(r => r.GetProperty("reason").GetString() is "policy_ingress_denied" or "fragment_without_first")
+            .Sum(r => r.GetProperty("packets").GetInt64());
+    }
+
+    [PrivilegedFact]
     public async Task DefaultDenyEgressBlocksClientsButTheyStillAnswerInbound()
     {
         await using var m = await PolicyModel.StartAsync(output);
