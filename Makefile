@@ -7,7 +7,10 @@ CONFIG ?= Release
 ARTIFACTS := $(CURDIR)/artifacts
 BPF_OUT := $(ARTIFACTS)/bpf
 BIN := $(ARTIFACTS)/bin
-APT_PACKAGES := clang llvm libbpf-dev libbpf1 bpftool iproute2 libelf1 linux-libc-dev make socat etcd-server openssl xz-utils prometheus
+APT_PACKAGES := clang llvm libbpf-dev libbpf1 bpftool iproute2 libelf1 linux-libc-dev make socat etcd-server openssl xz-utils prometheus \
+	golang-go golang-github-masterminds-sprig-dev golang-gopkg-yaml.v2-dev golang-github-xeipuuv-gojsonschema-dev
+# golang-go and the Go libraries: tools/chart-render, Helm's template engine for the chart tests (no
+# helm binary can be installed here).
 # kube-apiserver and kube-controller-manager for the real-API tests (read-only; see its README.md).
 # CI runs in a fresh clone elsewhere: point K8S_SHARED at the folder there.
 # (A worktree one level further down finds it at ../../shared/k8s; a clone anywhere else on this
@@ -18,7 +21,7 @@ export DOTNET_CLI_TELEMETRY_OPTOUT=1
 export DOTNET_NOLOGO=1
 export DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1
 
-.PHONY: all deps bpf build k8s-assets test test-unit demo bench clean soak-restarts
+.PHONY: all deps bpf build chart-render image image-rootfs k8s-assets test test-unit demo bench clean soak-restarts
 
 all: build
 
@@ -44,6 +47,28 @@ build: bpf
 	$(DOTNET) build EbpfProxy.sln -c $(CONFIG) -nologo -v quiet
 	$(DOTNET) publish src/EbpfProxy/EbpfProxy.csproj -c $(CONFIG) -nologo -v quiet -o $(BIN)
 	cp $(BPF_OUT)/*.bpf.o $(BIN)/
+	$(MAKE) --no-print-directory chart-render
+
+## chart-render: `helm template` for the chart tests (tools/chart-render: text/template, sprig and
+## gojsonschema from Debian's Go packages, built in GOPATH mode; no network).
+chart-render: $(ARTIFACTS)/chart-render
+$(ARTIFACTS)/chart-render: tools/chart-render/main.go
+	mkdir -p $(ARTIFACTS)
+	GO111MODULE=off GOPATH=/usr/share/gocode GOCACHE=$(ARTIFACTS)/go-cache go build -o $@ tools/chart-render/main.go
+
+## image: the container image localhost/ebpf-proxy:<appVersion> (Containerfile) from the build's
+## artefacts, with buildah; builds a Debian minbase with debootstrap when the standard base is not
+## in local storage (docs/image.md). Not part of `make test`.
+IMAGE_PACKAGES := buildah podman debootstrap
+image: build
+	@missing=""; for p in $(IMAGE_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; fi
+	ARTIFACTS=$(ARTIFACTS) ./scripts/build-image.sh
+
+## image-rootfs: unpacks the image into artifacts/image/rootfs and checks its /app against
+## artifacts/bin; the least-privilege tests then run the daemon from that filesystem.
+image-rootfs:
+	ARTIFACTS=$(ARTIFACTS) ./scripts/unpack-image.sh
 
 ## k8s-assets: the control plane of the real-API tests, envtest style: kube-apiserver and
 ## kube-controller-manager decompressed from $(K8S_SHARED) into $(K8S_ASSETS) (checked against its

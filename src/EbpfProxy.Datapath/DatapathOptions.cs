@@ -71,10 +71,26 @@ public sealed class DatapathOptions
     /// </summary>
     public System.Net.IPNetwork? ServiceCidr { get; set; }
 
+    /// <summary>lb4_services: one entry per frontend (slot 0) and per backend slot of each (--services-max).</summary>
     public uint ServicesMax { get; set; } = 262144;
+    /// <summary>lb4_backends: distinct backend address, port and protocol (--backends-max).</summary>
     public uint BackendsMax { get; set; } = 262144;
+    /// <summary>Frontend ids: lb4_reverse_nat, lb_names, lb_svc_conns; ids are 16-bit, so at most 65536 (--frontends-max).</summary>
     public uint RevNatMax { get; set; } = 65536;
+    /// <summary>ct4, service connections and their replies (LRU; --conntrack-max; by default from memory, <see cref="MapSizing"/>).</summary>
     public uint ConntrackMax { get; set; } = 524288;
+    /// <summary>snat4, masqueraded connections (LRU; --masquerade-max; by default from memory).</summary>
+    public uint MasqueradeMax { get; set; } = 262144;
+    /// <summary>lb4_sock_revnat, host sockets the socket hooks translated (LRU; --sock-revnat-max; by default from memory).</summary>
+    public uint SockRevNatMax { get; set; } = 65536;
+    /// <summary>lb4_affinity, ClientIP session-affinity pins (LRU; --affinity-max; by default from memory).</summary>
+    public uint AffinityMax { get; set; } = 65536;
+    /// <summary>lb4_src_range, loadBalancerSourceRanges prefixes of all frontends (--source-ranges-max).</summary>
+    public uint SourceRangesMax { get; set; } = 65536;
+    /// <summary>frag4, fragmented datagrams in flight (LRU; --fragments-max).</summary>
+    public uint FragmentsMax { get; set; } = 8192;
+    /// <summary>Each event ring buffer (drop_events, flow_events) in bytes, a power of two of at least a page (--events-bytes).</summary>
+    public uint DropEventsBytes { get; set; } = 256 * 1024;
 
     /// <summary>NetworkPolicy: address prefixes with an identity (every pod of the cluster, ipBlocks, node addresses); also sizes pol_id_names (every identity holds a prefix).</summary>
     public uint PolicyIpcacheMax { get; set; } = 262144;
@@ -94,14 +110,25 @@ public sealed class DatapathOptions
         if (PodInterfaces.Count == 0)
             throw new ArgumentException("at least one pod interface glob is required");
         if (RevNatMax is 0 or > 65536)
-            throw new ArgumentException($"rev-NAT map size {RevNatMax} must be within 1..65536 (ids are 16-bit)");
+            throw new ArgumentException($"--frontends-max {RevNatMax} must be within 1..65536 (frontend ids are 16-bit)");
         if (ServiceCidr is { } cidr && cidr.BaseAddress.AddressFamily != System.Net.Sockets.AddressFamily.InterNetwork)
             throw new ArgumentException($"--service-cidr {cidr}: only IPv4 is supported so far");
         if (ClusterCidr is { } cc && cc.BaseAddress.AddressFamily != System.Net.Sockets.AddressFamily.InterNetwork)
             throw new ArgumentException($"--cluster-cidr {cc}: only IPv4 is supported so far");
         if (MasqueradeAddress is { } ma && ma.AddressFamily != System.Net.Sockets.AddressFamily.InterNetwork)
             throw new ArgumentException($"--masquerade-address {ma}: only IPv4 is supported so far");
-        if (ServicesMax == 0 || BackendsMax == 0 || ConntrackMax == 0 || PolicyIpcacheMax == 0 || PolicyEndpointsMax == 0 || PolicyRulesMax == 0 || PolicyConntrackMax == 0)
-            throw new ArgumentException("map sizes must be positive");
+        foreach (var (flag, size) in new[]
+        {
+            ("--services-max", ServicesMax), ("--backends-max", BackendsMax), ("--conntrack-max", ConntrackMax), ("--masquerade-max", MasqueradeMax),
+            ("--sock-revnat-max", SockRevNatMax), ("--affinity-max", AffinityMax), ("--source-ranges-max", SourceRangesMax), ("--fragments-max", FragmentsMax),
+            ("--policy-ipcache-max", PolicyIpcacheMax), ("--policy-endpoints-max", PolicyEndpointsMax), ("--policy-rules-max", PolicyRulesMax),
+            ("--policy-conntrack-max", PolicyConntrackMax),
+        })
+        {
+            if (size is 0 or > MapSizing.MaxEntries)
+                throw new ArgumentException($"{flag} {size} must be within 1..{MapSizing.MaxEntries}");
+        }
+        if (DropEventsBytes < 4096 || (DropEventsBytes & (DropEventsBytes - 1)) != 0)
+            throw new ArgumentException($"--events-bytes {DropEventsBytes} must be a power of two of at least 4096 (a ring buffer's size)");
     }
 }

@@ -254,4 +254,87 @@ public class LbPlannerTests
             Assert.Equal(keys.Length - frontends.Length, keys.Count(k => !s.Frontends.ContainsKey(k)));
         }
     }
+
+    /// <summary>
+    /// Issue 14 item 1: under random churn into tiny maps, no write ever needs more room than the
+    /// maps have (the kernel would refuse it with E2BIG), and after every plan each service is
+    /// either exactly as desired or exactly as it was before the plan — never half-written.
+    /// </summary>
+    [Fact]
+    public void UnderChurnIntoSmallMapsEveryServiceIsProgrammedWholeOrKeptAsItWas()
+    {
+        var rng = new Random(14);
+        var limits = new LbLimits(MaxBackends: 12, MaxRevNat: 6, MaxServiceEntries: 24);
+        // Six services of one or two ports each (a service's ports share its name in Desired2).
+        var ports = Enumerable.Range(0, 6).SelectMany(i => Enumerable.Range(0, 1 + i % 2).Select(p => (Service: i, Key: Key($"10.96.2.{i}", (ushort)(80 + p))))).ToArray();
+        var s = new LbState();
+        int leftOutRounds = 0;
+        for (int round = 0; round < 400; round++)
+        {
+            var wanted = Enumerable.Range(0, 6).Where(_ => rng.Next(3) != 0).ToHashSet();
+            var desired = new DesiredLbState(ports.Where(p => wanted.Contains(p.Service)).ToDictionary(p => p.Key, p => new FrontendState(p.Key,
+                new ServicePortName("default", $"svc{p.Service}", p.Key.Frontend.Port.ToString()), ServiceFlags.None, 0,
+                [.. Enumerable.Range(1, 8).Where(_ => rng.Next(3) == 0).Select(i => B(10 * p.Service + i))], [])));
+            var before = s.Clone();
+            var plan = LbPlanner.Plan(s, desired, limits);
+            var next = s.Clone();
+            foreach (var op in plan.Ops)
+            {
+                next.Apply(op);
+                AssertConsistent(next, $"round {round} after {op}");
+                Assert.True(next.ServiceEntryCount <= limits.MaxServiceEntries, $"round {round}: {next.ServiceEntryCount} service entries after {op}");
+                Assert.True(next.Backends.Count <= limits.MaxBackends, $"round {round}: {next.Backends.Count} backends after {op}");
+                Assert.True(next.RevNat.Count <= limits.MaxRevNat, $"round {round}: {next.RevNat.Count} rev-NAT entries after {op}");
+            }
+            s = next;
+            var errorNames = plan.Errors.Select(e => e.Object).ToHashSet();
+            foreach (var svc in wanted)
+            {
+                var keys = ports.Where(p => p.Service == svc).Select(p => p.Key).ToList();
+                bool asDesired = keys.All(k => s.Frontends.TryGetValue(k, out var fe) && fe.Service is { } e
+                    && fe.Slots.Values.Select(id => s.Backends[id].Address).ToHashSet().SetEquals(desired.Frontends[k].Active.Select(b => b.Address))
+                    && e.Count == desired.Frontends[k].Active.Length);
+                bool asBefore = keys.All(k => LbStateFormatter.ToText(Only(before, k)) == LbStateFormatter.ToText(Only(s, k)));
+                Assert.True(asDesired || asBefore, $"round {round}: svc{svc} is half-written");
+                Assert.Equal(!asDesired, errorNames.Contains($"default/svc{svc}"));
+                if (!asDesired)
+                    leftOutRounds++;
+            }
+            // Whatever is not wanted is gone, always: deletions never wait for room.
+            Assert.All(ports.Where(p => !wanted.Contains(p.Service)), p => Assert.False(s.Frontends.ContainsKey(p.Key)));
+        }
+        Assert.True(leftOutRounds > 20, $"the maps were too large to test anything ({leftOutRounds} services left out)");
+    }
+
+    /// <summary>One frontend's entries, with its backends' addresses, as a state of its own.</summary>
+    private static LbState Only(LbState s, FrontendKey key)
+    {
+        var only = new LbState();
+        if (!s.Frontends.TryGetValue(key, out var fe))
+            return only;
+        foreach (var (slot, id) in fe.Slots)
+        {
+            only.Apply(new LbOp.UpsertBackend(id, s.Backends[id]));
+            only.Apply(new LbOp.UpsertSlot(key, slot, id));
+        }
+        if (fe.Service is { } svc)
+            only.Apply(new LbOp.UpsertService(key, svc));
+        return only;
+    }
+
+    [Fact]
+    public void AtTheIdWallAServiceOfManyPortsIsOneErrorAndGetsNoneOfItsPorts()
+    {
+        var s = ApplyChecked(new LbState(), Desired((Key("10.96.0.1", 80), [B(1)], [])), new LbLimits(MaxRevNat: 100));
+        var big = Enumerable.Range(0, 500).ToDictionary(p => Key("10.96.0.2", (ushort)(1000 + p)),
+            p => new FrontendState(Key("10.96.0.2", (ushort)(1000 + p)), new ServicePortName("default", "big", $"p{p}"), ServiceFlags.None, 0, [B(2)], []));
+        big[Key("10.96.0.1", 80)] = new FrontendState(Key("10.96.0.1", 80), new ServicePortName("default", "svc80", ""), ServiceFlags.None, 0, [B(1), B(3)], []);
+        var plan = LbPlanner.Plan(s, new DesiredLbState(big), new LbLimits(MaxRevNat: 100));
+        var error = Assert.Single(plan.Errors);
+        Assert.Equal("default/big", error.Object);
+        Assert.Equal(500, plan.LeftOut.Count);
+        Assert.DoesNotContain(plan.Ops, o => o is LbOp.UpsertService { Key.Frontend.Port: >= 1000 });
+        // The other service's change goes ahead.
+        Assert.Equal(2, plan.ApplyTo(s).Frontends[Key("10.96.0.1", 80)].Service!.Value.Count);
+    }
 }

@@ -62,6 +62,8 @@ public sealed class DatapathSyncTests
         public InMemoryDatapathMaps Maps { get; }
         public FakeAddresses Addresses { get; } = new();
         public DatapathSync Sync { get; }
+        public ProxyStatus Status { get; } = new();
+        public ProxyHealth Health { get; }
 
         public Harness(InMemoryDatapathMaps? maps = null, TimeSpan? syncPeriod = null)
         {
@@ -75,8 +77,8 @@ public sealed class DatapathSyncTests
                 ClusterCidr = IPNetwork.Parse("10.244.0.0/16"),
                 NetnsCookie = 4242,
             };
-            Sync = new DatapathSync(Maps, Store, options, Addresses, new ProxyMetrics(), new ProxyStatus(),
-                new ProxyHealth(Time, TimeSpan.FromSeconds(60), options.SyncPeriod), Time, NullLoggerFactory.Instance);
+            Health = new ProxyHealth(Time, TimeSpan.FromSeconds(60), options.SyncPeriod);
+            Sync = new DatapathSync(Maps, Store, options, Addresses, new ProxyMetrics(), Status, Health, Time, NullLoggerFactory.Instance);
         }
 
         public void Load(string yaml = Cluster)
@@ -240,6 +242,67 @@ public sealed class DatapathSyncTests
         h.Time.Advance(TimeSpan.FromSeconds(30));
         h.Sync.Sync(SyncTrigger.Requested);
         Assert.NotNull(h.Maps.ReadServices().Frontends[key].Service);
+    }
+
+    [Fact]
+    public void AServiceLeftOutForLackOfRoomIsInStatusAndProgrammedByTheIncrementalPassAfterADeletionMakesRoom()
+    {
+        // Room for 8 lb4_services entries; web (a NodePort with one backend) takes 5 of them, and
+        // big (1 + 2 ports x 2 = 5) does not fit beside it.
+        var h = new Harness(new InMemoryDatapathMaps { Capacity = new LbLimits(MaxServiceEntries: 8) });
+        h.Load();
+        h.Load("""
+            apiVersion: v1
+            kind: Service
+            metadata: {name: big, namespace: default}
+            spec: {clusterIP: 10.96.0.20, ports: [{name: a, port: 80, protocol: TCP}, {name: b, port: 81, protocol: TCP}]}
+            ---
+            apiVersion: discovery.k8s.io/v1
+            kind: EndpointSlice
+            metadata: {name: big-1, namespace: default, labels: {kubernetes.io/service-name: big}}
+            addressType: IPv4
+            endpoints: [{addresses: [10.244.3.5], conditions: {ready: true}, nodeName: node-2}]
+            ports: [{name: a, port: 8080, protocol: TCP}, {name: b, port: 8081, protocol: TCP}]
+            """);
+        h.Sync.Sync(SyncTrigger.Requested);
+        Assert.True(h.Health.Evaluate().Healthy); // a service left out is not a failed pass
+        var leftOut = Assert.Single(h.Status.Current.ProgramErrors);
+        Assert.Contains("default/big", leftOut, StringComparison.Ordinal);
+        Assert.Equal(1, h.Status.Current.Skipped);
+        var services = h.Maps.ReadServices();
+        Assert.DoesNotContain(services.Frontends.Keys, k => k.Frontend.Address.Equals(IPAddress.Parse("10.96.0.20")));
+        Assert.Contains(services.Frontends.Keys, k => k.Frontend.Port == 30080);
+
+        // web goes: the next (incremental) pass deletes it and programs big, which did not change itself.
+        h.Store.DeleteService("default/web");
+        h.Time.Advance(TimeSpan.FromSeconds(1));
+        h.Sync.Sync(SyncTrigger.Requested);
+        Assert.Equal(1, h.Sync.FullPasses);
+        Assert.Empty(h.Status.Current.ProgramErrors);
+        services = h.Maps.ReadServices();
+        Assert.Equal(2, services.Frontends.Count(kv => kv.Key.Frontend.Address.Equals(IPAddress.Parse("10.96.0.20")) && kv.Key.Frontend.Port != 0 && kv.Value.Service?.Count == 1));
+        Assert.DoesNotContain(services.Frontends.Keys, k => k.Frontend.Port == 30080);
+    }
+
+    [Fact]
+    public void AFailedPassTurnsHealthzUnhealthyAtOnceAndASuccessfulOneHealsIt()
+    {
+        var h = new Harness();
+        h.Load();
+        h.Sync.Sync(SyncTrigger.Requested);
+        Assert.True(h.Health.Evaluate().Healthy);
+        h.Store.DeleteService("default/web");
+        h.Maps.FailWrites = map => map == LbMaps.Services;
+        h.Time.Advance(TimeSpan.FromSeconds(1));
+        Assert.Throws<LibBpf.Net.BpfException>(() => h.Sync.Sync(SyncTrigger.Requested));
+        // Not after the 60 s timeout: now.
+        var report = h.Health.Evaluate();
+        Assert.False(report.Healthy);
+        Assert.Contains("lb4_services", report.Problem, StringComparison.Ordinal);
+        h.Maps.FailWrites = null;
+        h.Time.Advance(TimeSpan.FromSeconds(1));
+        h.Sync.Sync(SyncTrigger.Retry);
+        Assert.True(h.Health.Evaluate().Healthy);
     }
 
     [Fact]

@@ -17,6 +17,8 @@ public sealed class ProxyHealth
     private readonly Lock _gate = new();
     private DateTimeOffset? _lastUpdated;
     private DateTimeOffset? _pendingSince;
+    private DateTimeOffset? _failingSince;
+    private string? _failure;
 
     public ProxyHealth(TimeProvider time, TimeSpan timeout, TimeSpan syncPeriod)
     {
@@ -38,8 +40,25 @@ public sealed class ProxyHealth
         lock (_gate)
         {
             _lastUpdated = _time.GetUtcNow();
+            _failingSince = null;
+            _failure = null;
             if (_pendingSince is { } p && p <= startedAt)
                 _pendingSince = null;
+        }
+    }
+
+    /// <summary>
+    /// A sync failed (the kernel refused a write): unhealthy at once, with the error, until one
+    /// succeeds. kube-proxy waits for its timeout because a failed iptables-restore is retried
+    /// the same way; here a failed pass means a write the kernel refused, which a retry of the
+    /// same plan rarely fixes, so the load balancer in front should know now (issue 14 item 1).
+    /// </summary>
+    public void Failed(string error)
+    {
+        lock (_gate)
+        {
+            _failingSince ??= _time.GetUtcNow();
+            _failure = error;
         }
     }
 
@@ -49,7 +68,9 @@ public sealed class ProxyHealth
         lock (_gate)
         {
             if (_lastUpdated is not { } last)
-                return new HealthReport(false, null, now, "no successful sync yet");
+                return new HealthReport(false, null, now, _failure is null ? "no successful sync yet" : $"no successful sync yet; the last failed: {_failure}");
+            if (_failingSince is { } failing)
+                return new HealthReport(false, last, now, $"syncs failing for {(now - failing).TotalSeconds:F0} s: {_failure}");
             if (_pendingSince is { } pending && now - pending > _timeout)
                 return new HealthReport(false, last, now, $"a change has waited {(now - pending).TotalSeconds:F0} s for a successful sync");
             if (now - last > _timeout + _syncPeriod)

@@ -5,15 +5,22 @@ using EbpfProxy.Core.Model;
 
 namespace EbpfProxy.Core.Planning;
 
-/// <summary>Capacities of the maps the plan must fit in.</summary>
-public sealed record LbLimits(uint MaxBackends = 262144, ushort MaxRevNat = 65535)
+/// <summary>
+/// Capacities of the maps the plan must fit in: backend ids (lb4_backends), rev-NAT ids (one per
+/// frontend: lb4_reverse_nat, lb_names) and lb4_services entries (slot 0 plus one per backend slot
+/// of every frontend).
+/// </summary>
+public sealed record LbLimits(uint MaxBackends = 262144, ushort MaxRevNat = 65535, uint MaxServiceEntries = 262144)
 {
     public static LbLimits Default { get; } = new();
 }
 
 /// <summary>An ordered list of map writes that turns the current state into the desired one.</summary>
+/// <param name="LeftOut">Frontends of services the plan left at their previous state for lack of room (to be planned again when room is made).</param>
 public sealed record LbPlan(IReadOnlyList<LbOp> Ops, ImmutableArray<TranslationError> Errors)
 {
+    public IReadOnlyCollection<FrontendKey> LeftOut { get; init; } = [];
+
     /// <summary>The state after the plan: a copy of <paramref name="current"/> with every op applied (for tests and tools).</summary>
     public LbState ApplyTo(LbState current)
     {
@@ -28,15 +35,29 @@ public sealed record LbPlan(IReadOnlyList<LbOp> Ops, ImmutableArray<TranslationE
 /// Diffs the desired state against what the maps hold and orders the writes make-before-break,
 /// so a packet in flight sees the old backend set or the new one, never a half-written one:
 /// <list type="number">
+/// <item>frontends that are gone: slot 0 first (unpublish), then their slots, rev-NAT and name,
+/// then the backends only they named — deletions come first, so what they free (entries, backend
+/// and rev-NAT ids) is usable by the rest of the same plan;</item>
 /// <item>backends that are new or changed;</item>
 /// <item>rev-NAT entries and names of new frontends (replies must translate before requests do);</item>
-/// <item>per frontend: backend slots, then slot 0 publishing the new counts, then slots past the new end;</item>
-/// <item>frontends that are gone: slot 0 first (unpublish), then their slots, rev-NAT and name;</item>
+/// <item>per frontend: backend slots, then slot 0 publishing the new counts, then slots past the
+/// new end — frontends that shrink before those that grow, so the service map never holds more
+/// than it does at the end of the plan;</item>
 /// <item>backends no published slot names any more, last.</item>
 /// </list>
 /// Backends that stay keep their slot where they can, so a change rewrites few slots. Ids are
 /// never reused while another id is free above the highest one handed out, so a conntrack entry
 /// that still names a removed backend does not silently reach a new one.
+/// <para>
+/// Capacity (issue 14 item 1): a service — all its frontends, with their backend ids, rev-NAT ids
+/// and lb4_services entries — is planned whole or not at all. Services are admitted against what
+/// the maps have room for after the deletions: changes before additions (a change that shrinks
+/// first), each in frontend order. One that does not fit is left exactly as the maps hold it (an
+/// addition: absent), named once in <see cref="LbPlan.Errors"/> and listed in
+/// <see cref="LbPlan.LeftOut"/>; it never stops those after it. So the kernel never refuses a
+/// write for lack of room (E2BIG), which would leave a service half-written and fail every later
+/// pass, deletions included.
+/// </para>
 /// <para>
 /// With <c>changed</c> the plan covers only those frontends (the others are known to be
 /// unchanged), so one EndpointSlice update costs work proportional to its service, not to the
@@ -56,23 +77,76 @@ public static class LbPlanner
         IEnumerable<FrontendKey> keys = full ? desired.Frontends.Keys.Concat(current.Frontends.Keys).Distinct() : changed!;
         var keyList = keys.OrderBy(k => AddressOrder.Key(k.Frontend.Address)).ThenBy(k => k.Frontend.Port)
             .ThenBy(k => k.Frontend.Protocol).ThenBy(k => k.Scope).ToList();
-        var present = new List<FrontendState>();
+        var candidates = new List<FrontendState>();
         var removed = new List<FrontendKey>();
         foreach (var k in keyList)
         {
             if (desired.Frontends.TryGetValue(k, out var fe))
-                present.Add(fe);
+                candidates.Add(fe);
             else if (current.Frontends.ContainsKey(k))
                 removed.Add(k);
         }
+        var ops = new List<LbOp>(full ? 4 * candidates.Count + 16 : 16);
+        var released = new HashSet<uint>(); // backend ids some slot stopped naming
+        var refsDropped = new Dictionary<uint, int>(); // slot references the plan takes away, by backend id
 
-        // 1. Backend ids: re-adopt what the maps hold, allocate the rest.
+        // 1. Frontends that are gone: unpublish, then clear. First, so their room is free for the rest.
+        var freedRevNat = new HashSet<ushort>();
+        long freedEntries = 0;
+        foreach (var key in removed)
+        {
+            var have = current.Frontends[key];
+            if (have.Service is { } svc)
+            {
+                ops.Add(new LbOp.DeleteService(key));
+                freedEntries++;
+                if (current.RevNat.ContainsKey(svc.RevNatId))
+                    ops.Add(new LbOp.DeleteRevNat(svc.RevNatId));
+                if (current.Names.ContainsKey(svc.RevNatId))
+                    ops.Add(new LbOp.DeleteName(svc.RevNatId));
+                freedRevNat.Add(svc.RevNatId);
+            }
+            foreach (var (slot, id) in have.Slots.OrderBy(kv => kv.Key))
+            {
+                ops.Add(new LbOp.DeleteSlot(key, slot));
+                freedEntries++;
+                released.Add(id);
+                refsDropped[id] = refsDropped.GetValueOrDefault(id) + 1;
+            }
+        }
+
+        // Every backend some remaining frontend wants (admitted or not: a backend kept for a
+        // service left at its previous state is not deleted under it).
         // Sized up front: a first full plan handles every backend of the cluster, and growing
         // dictionaries of that size one doubling at a time is most of the garbage it would make.
         int slotCount = 0;
-        foreach (var fe in present)
+        foreach (var fe in candidates)
             slotCount += fe.Active.Length + fe.Terminating.Length;
-        var wanted = new Dictionary<BackendAddress, BackendFlags>(slotCount);
+        var wantedAll = new HashSet<BackendAddress>(slotCount);
+        foreach (var fe in candidates)
+        {
+            foreach (var b in fe.Active)
+                wantedAll.Add(b.Address);
+            foreach (var b in fe.Terminating)
+                wantedAll.Add(b.Address);
+        }
+        // Backends only removed frontends named go now, freeing their ids for this plan.
+        var freedBackends = new HashSet<uint>();
+        foreach (var id in released.Order())
+        {
+            if (current.Backends.TryGetValue(id, out var be) && !wantedAll.Contains(be.Address)
+                && current.SlotReferences(id) - refsDropped.GetValueOrDefault(id) <= 0)
+            {
+                ops.Add(new LbOp.DeleteBackend(id));
+                freedBackends.Add(id);
+            }
+        }
+
+        // 2. Admission: which services fit, whole.
+        var present = Admit(current, candidates, limits, freedEntries, freedRevNat, freedBackends, errors, out var leftOut);
+
+        // 3. Backend ids: re-adopt what the maps hold, allocate the rest.
+        var wanted = new Dictionary<BackendAddress, BackendFlags>(present.Count == candidates.Count ? wantedAll.Count : 16);
         foreach (var fe in present)
         {
             foreach (var b in fe.Active)
@@ -80,28 +154,30 @@ public static class LbPlanner
             foreach (var b in fe.Terminating)
                 CollectionsMarshal.GetValueRefOrAddDefault(wanted, b.Address, out _) |= b.Flags;
         }
-        var ops = new List<LbOp>(full ? wanted.Count + slotCount + 3 * present.Count : 16);
-        var backendIds = new IdAllocator(id => current.Backends.ContainsKey(id), current.Backends.Count, limits.MaxBackends, current.BackendIdHighWater);
+        var backendIds = new IdAllocator(id => current.Backends.ContainsKey(id) && !freedBackends.Contains(id),
+            current.Backends.Count - freedBackends.Count, limits.MaxBackends, current.BackendIdHighWater);
         var idOf = new Dictionary<BackendAddress, uint>(wanted.Count);
         foreach (var (address, flags) in InAddressOrder(wanted))
         {
-            if (!current.BackendIds.TryGetValue(address, out var id))
+            if (!current.BackendIds.TryGetValue(address, out var id) || freedBackends.Contains(id))
             {
                 if (!backendIds.TryAllocate(out id))
                 {
+                    // Admission counted the room: only damaged maps get here.
                     errors.Add(new TranslationError("Backend", address.ToString(), $"backends map is full ({limits.MaxBackends} entries); backend not programmed"));
                     continue;
                 }
             }
             idOf[address] = id;
             var entry = new BackendEntry(address, flags);
-            if (!current.Backends.TryGetValue(id, out var have) || have != entry)
+            if (!current.Backends.TryGetValue(id, out var have) || have != entry || freedBackends.Contains(id))
                 ops.Add(new LbOp.UpsertBackend(id, entry));
         }
         current.BackendIdHighWater = backendIds.HighWater;
 
-        // 2. Rev-NAT ids: one per frontend entry, kept for as long as the frontend exists.
-        var revNatIds = new IdAllocator(id => current.RevNatIdInUse((ushort)id), current.RevNat.Count, limits.MaxRevNat, current.RevNatIdHighWater);
+        // 4. Rev-NAT ids: one per frontend entry, kept for as long as the frontend exists.
+        var revNatIds = new IdAllocator(id => !freedRevNat.Contains((ushort)id) && current.RevNatIdInUse((ushort)id),
+            current.RevNat.Count - freedRevNat.Count(id => current.RevNat.ContainsKey(id)), limits.MaxRevNat, current.RevNatIdHighWater);
         var revNatOf = new Dictionary<FrontendKey, ushort>(present.Count);
         var nameOps = new List<LbOp>();
         foreach (var fe in present)
@@ -129,74 +205,56 @@ public static class LbPlanner
         ops.AddRange(nameOps);
         current.RevNatIdHighWater = revNatIds.HighWater;
 
-        // 3. Slots, then the service entry, then the slots past the new end.
-        var released = new HashSet<uint>(); // backend ids some slot stopped naming
-        foreach (var fe in present)
+        // 5. Slots, then the service entry, then the slots past the new end: frontends that do
+        // not grow first, so the service map's peak is its size at the end of the plan.
+        foreach (bool growing in (ReadOnlySpan<bool>)[false, true])
         {
-            if (!revNatOf.TryGetValue(fe.Key, out var revNat))
-                continue;
-            current.Frontends.TryGetValue(fe.Key, out var have);
-            int oldCount = have?.Service?.Count ?? 0;
-            int oldTerm = have?.Service?.TerminatingCount ?? 0;
-            // A new frontend has no slots to keep: its backends go in in the translator's order.
-            var active = have is null ? IdsOf(fe.Active, idOf) : StableAssign(SlotRange(have, 1, oldCount), IdsOf(fe.Active, idOf));
-            var tail = have is null ? IdsOf(fe.Terminating, idOf) : StableAssign(SlotRange(have, oldCount + 1, oldTerm), IdsOf(fe.Terminating, idOf));
-            int total = active.Count + tail.Count;
-            if (total > ushort.MaxValue - 1)
+            foreach (var fe in present)
             {
-                errors.Add(new TranslationError("Service", fe.Service.ToString(), $"{total} backends exceed the {ushort.MaxValue - 1} slots of a frontend; frontend not changed"));
-                continue;
-            }
-            for (int i = 0; i < total; i++)
-            {
-                var slot = (ushort)(i + 1);
-                var id = i < active.Count ? active[i] : tail[i - active.Count];
-                if (have is null || !have.Slots.TryGetValue(slot, out var old) || old != id)
+                if (!revNatOf.TryGetValue(fe.Key, out var revNat))
+                    continue;
+                current.Frontends.TryGetValue(fe.Key, out var have);
+                if ((EntriesOf(fe) > EntriesOf(have)) != growing)
+                    continue;
+                int oldCount = have?.Service?.Count ?? 0;
+                int oldTerm = have?.Service?.TerminatingCount ?? 0;
+                // A new frontend has no slots to keep: its backends go in in the translator's order.
+                var active = have is null ? IdsOf(fe.Active, idOf) : StableAssign(SlotRange(have, 1, oldCount), IdsOf(fe.Active, idOf));
+                var tail = have is null ? IdsOf(fe.Terminating, idOf) : StableAssign(SlotRange(have, oldCount + 1, oldTerm), IdsOf(fe.Terminating, idOf));
+                int total = active.Count + tail.Count;
+                for (int i = 0; i < total; i++)
                 {
-                    if (have is not null && have.Slots.TryGetValue(slot, out var replaced))
-                        released.Add(replaced);
-                    ops.Add(new LbOp.UpsertSlot(fe.Key, slot, id));
-                }
-            }
-            var entry = new ServiceEntry(revNat, (ushort)active.Count, (ushort)tail.Count, fe.Flags, fe.AffinityTimeoutSeconds);
-            if (have?.Service != entry)
-                ops.Add(new LbOp.UpsertService(fe.Key, entry));
-            if (have is not null)
-            {
-                foreach (var (slot, id) in have.Slots.OrderBy(kv => kv.Key))
-                {
-                    if (slot > total || slot == 0)
+                    var slot = (ushort)(i + 1);
+                    var id = i < active.Count ? active[i] : tail[i - active.Count];
+                    if (have is null || !have.Slots.TryGetValue(slot, out var old) || old != id)
                     {
-                        ops.Add(new LbOp.DeleteSlot(fe.Key, slot));
-                        released.Add(id);
+                        if (have is not null && have.Slots.TryGetValue(slot, out var replaced))
+                            released.Add(replaced);
+                        ops.Add(new LbOp.UpsertSlot(fe.Key, slot, id));
+                    }
+                }
+                var entry = new ServiceEntry(revNat, (ushort)active.Count, (ushort)tail.Count, fe.Flags, fe.AffinityTimeoutSeconds);
+                if (have?.Service != entry)
+                    ops.Add(new LbOp.UpsertService(fe.Key, entry));
+                if (have is not null)
+                {
+                    foreach (var (slot, id) in have.Slots.OrderBy(kv => kv.Key))
+                    {
+                        if (slot > total || slot == 0)
+                        {
+                            ops.Add(new LbOp.DeleteSlot(fe.Key, slot));
+                            released.Add(id);
+                        }
                     }
                 }
             }
         }
 
-        // 4. Frontends that are gone: unpublish, then clear.
-        foreach (var key in removed)
-        {
-            var have = current.Frontends[key];
-            if (have.Service is { } svc)
-            {
-                ops.Add(new LbOp.DeleteService(key));
-                if (current.RevNat.ContainsKey(svc.RevNatId))
-                    ops.Add(new LbOp.DeleteRevNat(svc.RevNatId));
-                if (current.Names.ContainsKey(svc.RevNatId))
-                    ops.Add(new LbOp.DeleteName(svc.RevNatId));
-            }
-            foreach (var (slot, id) in have.Slots.OrderBy(kv => kv.Key))
-            {
-                ops.Add(new LbOp.DeleteSlot(key, slot));
-                released.Add(id);
-            }
-        }
         if (full && (current.RevNat.Count > 0 || current.Names.Count > 0))
         {
             // Strays: rev-NAT entries and names that no remaining frontend uses.
             var live = new HashSet<ushort>(revNatOf.Values);
-            foreach (var fe in present)
+            foreach (var fe in candidates)
                 if (!revNatOf.ContainsKey(fe.Key) && current.Frontends.TryGetValue(fe.Key, out var kept) && kept.Service is { } s)
                     live.Add(s.RevNatId);
             var deletedRevNat = ops.OfType<LbOp.DeleteRevNat>().Select(o => o.Id).ToHashSet();
@@ -207,11 +265,11 @@ public static class LbPlanner
                 ops.Add(new LbOp.DeleteName(id));
         }
 
-        // 5. Backends nothing names any more.
-        IEnumerable<uint> candidates = full ? current.Backends.Keys : released;
-        var candidateList = candidates.Where(id => current.Backends.ContainsKey(id)).Order().ToList();
+        // 6. Backends nothing names any more.
+        IEnumerable<uint> deletable = full ? current.Backends.Keys : released;
+        var candidateList = deletable.Where(id => current.Backends.ContainsKey(id) && !freedBackends.Contains(id)).Order().ToList();
         if (candidateList.Count == 0)
-            return new LbPlan(ops, errors.ToImmutable()); // a first plan against empty maps ends here
+            return new LbPlan(ops, errors.ToImmutable()) { LeftOut = leftOut }; // a first plan against empty maps ends here
         var delta = new Dictionary<uint, int>();
         foreach (var op in ops)
         {
@@ -234,7 +292,115 @@ public static class LbPlanner
             if (!wantedIds.Contains(id) && current.SlotReferences(id) + delta.GetValueOrDefault(id) <= 0)
                 ops.Add(new LbOp.DeleteBackend(id));
         }
-        return new LbPlan(ops, errors.ToImmutable());
+        return new LbPlan(ops, errors.ToImmutable()) { LeftOut = leftOut };
+    }
+
+    /// <summary>lb4_services entries a frontend holds (slot 0 and its slots) or will hold.</summary>
+    private static long EntriesOf(FrontendEntries? have) => have is null ? 0 : (have.Service is null ? 0 : 1) + have.Slots.Count;
+    private static long EntriesOf(FrontendState fe) => 1 + fe.Active.Length + fe.Terminating.Length;
+
+    /// <summary>
+    /// The frontends of the services that fit, whole, in what the maps have room for after the
+    /// plan's deletions; the others are named in <paramref name="errors"/> (one line per service)
+    /// and returned in <paramref name="leftOut"/>. Changes are admitted before additions, and
+    /// changes that do not grow the service map before those that do; each group in frontend order.
+    /// </summary>
+    private static List<FrontendState> Admit(LbState current, List<FrontendState> candidates, LbLimits limits, long freedEntries,
+        HashSet<ushort> freedRevNat, HashSet<uint> freedBackends, ImmutableArray<TranslationError>.Builder errors, out List<FrontendKey> leftOut)
+    {
+        leftOut = [];
+        long entriesFree = (long)limits.MaxServiceEntries - current.ServiceEntryCount + freedEntries;
+        long backendsFree = (long)limits.MaxBackends - (current.Backends.Count - freedBackends.Count);
+        long revNatFree = limits.MaxRevNat - (current.RevNat.Count - freedRevNat.Count(id => current.RevNat.ContainsKey(id)));
+
+        // The common case (a pass with room to spare for everything) costs one sum.
+        long needEntries = 0, needRevNat = 0, needBackends = 0;
+        bool tooManySlots = false;
+        var newAddresses = new HashSet<BackendAddress>();
+        foreach (var fe in candidates)
+        {
+            current.Frontends.TryGetValue(fe.Key, out var have);
+            needEntries += Math.Max(0, EntriesOf(fe) - EntriesOf(have));
+            if (have?.Service is not { RevNatId: not 0 })
+                needRevNat++;
+            tooManySlots |= fe.Active.Length + fe.Terminating.Length > ushort.MaxValue - 1;
+            foreach (var b in fe.Active)
+                if (!current.BackendIds.TryGetValue(b.Address, out var id) || freedBackends.Contains(id))
+                    newAddresses.Add(b.Address);
+            foreach (var b in fe.Terminating)
+                if (!current.BackendIds.TryGetValue(b.Address, out var id) || freedBackends.Contains(id))
+                    newAddresses.Add(b.Address);
+        }
+        needBackends = newAddresses.Count;
+        if (!tooManySlots && needEntries <= entriesFree && needRevNat <= revNatFree && needBackends <= backendsFree)
+            return candidates;
+
+        // Group by service, in the order of each one's first frontend.
+        var services = new List<((string Namespace, string Name) Name, List<FrontendState> Frontends, long Net, bool Existing)>();
+        var index = new Dictionary<(string Namespace, string Name), int>();
+        foreach (var fe in candidates)
+        {
+            var name = (fe.Service.Namespace, fe.Service.Name);
+            if (!index.TryGetValue(name, out var i))
+            {
+                index[name] = i = services.Count;
+                services.Add((name, [], 0, false));
+            }
+            current.Frontends.TryGetValue(fe.Key, out var have);
+            var s = services[i];
+            s.Frontends.Add(fe);
+            services[i] = (s.Name, s.Frontends, s.Net + EntriesOf(fe) - EntriesOf(have), s.Existing || have?.Service is not null);
+        }
+        var order = Enumerable.Range(0, services.Count)
+            .OrderBy(i => !services[i].Existing ? 2 : services[i].Net <= 0 ? 0 : 1).ThenBy(i => i).ToList();
+
+        var claimed = new HashSet<BackendAddress>(); // new backends an admitted service already counted
+        var admitted = new HashSet<int>();
+        foreach (var i in order)
+        {
+            var (name, frontends, net, _) = services[i];
+            long growth = 0, revNat = 0;
+            int slots = 0;
+            var mine = new HashSet<BackendAddress>();
+            foreach (var fe in frontends)
+            {
+                current.Frontends.TryGetValue(fe.Key, out var have);
+                growth += Math.Max(0, EntriesOf(fe) - EntriesOf(have));
+                if (have?.Service is not { RevNatId: not 0 })
+                    revNat++;
+                slots = Math.Max(slots, fe.Active.Length + fe.Terminating.Length);
+                foreach (var b in fe.Active.Concat(fe.Terminating))
+                    if ((!current.BackendIds.TryGetValue(b.Address, out var id) || freedBackends.Contains(id)) && !claimed.Contains(b.Address))
+                        mine.Add(b.Address);
+            }
+            string? problem = null;
+            if (slots > ushort.MaxValue - 1)
+                problem = $"{slots} backends exceed the {ushort.MaxValue - 1} slots of a frontend";
+            else if (growth > entriesFree)
+                problem = $"the services map (lb4_services) is full: {growth} more entries needed, {Math.Max(0, entriesFree)} free of {limits.MaxServiceEntries}";
+            else if (revNat > revNatFree)
+                problem = $"frontend ids (lb4_reverse_nat) are used up: {revNat} needed, {Math.Max(0, revNatFree)} free of {limits.MaxRevNat}";
+            else if (mine.Count > backendsFree)
+                problem = $"the backends map (lb4_backends) is full: {mine.Count} more needed, {Math.Max(0, backendsFree)} free of {limits.MaxBackends}";
+            if (problem is not null)
+            {
+                bool existing = services[i].Existing;
+                errors.Add(new TranslationError("Service", $"{name.Namespace}/{name.Name}",
+                    $"{problem}; {(existing ? "kept at its previous state" : "not programmed")} ({frontends.Count} frontends)"));
+                leftOut.AddRange(frontends.Select(f => f.Key));
+                continue;
+            }
+            admitted.Add(i);
+            entriesFree -= net;
+            revNatFree -= revNat;
+            backendsFree -= mine.Count;
+            claimed.UnionWith(mine);
+        }
+        var result = new List<FrontendState>(candidates.Count);
+        foreach (var fe in candidates)
+            if (admitted.Contains(index[(fe.Service.Namespace, fe.Service.Name)]))
+                result.Add(fe);
+        return result;
     }
 
     private static List<uint> SlotRange(FrontendEntries? have, int first, int count)

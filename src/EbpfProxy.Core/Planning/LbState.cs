@@ -44,6 +44,9 @@ public sealed class LbState
     /// <summary>Backend id by address (one per address; duplicates from damaged maps keep the first seen).</summary>
     public IReadOnlyDictionary<BackendAddress, uint> BackendIds => _backendIds;
 
+    /// <summary>lb4_services entries: slot 0 of every frontend that has one, and every backend slot.</summary>
+    public long ServiceEntryCount { get; private set; }
+
     /// <summary>How many slots name a backend id.</summary>
     public int SlotReferences(uint backendId) => _slotRefs.GetValueOrDefault(backendId);
 
@@ -146,6 +149,8 @@ public sealed class LbState
                 var fe = Entries(s.Key);
                 if (fe.Service is { } prev)
                     Unref(_serviceRevNatRefs, prev.RevNatId);
+                else
+                    ServiceEntryCount++;
                 fe.Service = s.Entry;
                 _serviceRevNatRefs[s.Entry.RevNatId] = _serviceRevNatRefs.GetValueOrDefault(s.Entry.RevNatId) + 1;
                 break;
@@ -155,6 +160,7 @@ public sealed class LbState
                 {
                     Unref(_serviceRevNatRefs, was.RevNatId);
                     fs.Service = null;
+                    ServiceEntryCount--;
                     DropIfEmpty(s.Key, fs);
                 }
                 break;
@@ -163,6 +169,8 @@ public sealed class LbState
                 var fe = Entries(s.Key);
                 if (fe.Slots.TryGetValue(s.Slot, out var prevId))
                     Unref(_slotRefs, prevId);
+                else
+                    ServiceEntryCount++;
                 fe.Slots[s.Slot] = s.BackendId;
                 _slotRefs[s.BackendId] = _slotRefs.GetValueOrDefault(s.BackendId) + 1;
                 break;
@@ -171,6 +179,7 @@ public sealed class LbState
                 if (_frontends.TryGetValue(s.Key, out var fd) && fd.Slots.Remove(s.Slot, out var removed))
                 {
                     Unref(_slotRefs, removed);
+                    ServiceEntryCount--;
                     DropIfEmpty(s.Key, fd);
                 }
                 break;

@@ -89,6 +89,7 @@ public static partial class DatapathLoader
         var obj = BpfObject.Open(path, new BpfObjectOpenOptions { PinRootPath = options.PinPath });
         try
         {
+            var sizes = new List<string>();
             foreach (var (name, size) in new[]
             {
                 (LbMaps.Services, options.ServicesMax),
@@ -97,6 +98,13 @@ public static partial class DatapathLoader
                 (LbMaps.NamesMap, options.RevNatMax),
                 (LbMaps.ServiceConnectionsMap, options.RevNatMax),
                 (LbMaps.Conntrack, options.ConntrackMax),
+                (LbMaps.SnatMap, options.MasqueradeMax),
+                (LbMaps.SockRevNatMap, options.SockRevNatMax),
+                (LbMaps.AffinityMap, options.AffinityMax),
+                (LbMaps.SourceRangeMap, options.SourceRangesMax),
+                (LbMaps.FragmentMap, options.FragmentsMax),
+                (LbMaps.DropEventsMap, options.DropEventsBytes),
+                (LbMaps.FlowEventsMap, options.DropEventsBytes),
                 (PolicyMaps.IpcacheMap, options.PolicyIpcacheMax),
                 (PolicyMaps.EndpointsMap, options.PolicyEndpointsMax),
                 (PolicyMaps.RulesMap, options.PolicyRulesMax),
@@ -105,8 +113,11 @@ public static partial class DatapathLoader
                 (PolicyMaps.ConntrackMap, options.PolicyConntrackMax),
             })
             {
-                obj.GetMap(name).SetMaxEntries(AdoptPinnedSize(options.PinPath, name, size, logger));
+                var actual = AdoptPinnedSize(options.PinPath, name, size, logger);
+                obj.GetMap(name).SetMaxEntries(actual);
+                sizes.Add($"{name} {actual}");
             }
+            LogMapSizes(logger, string.Join(", ", sizes));
             ReplaceStalePin(obj.GetMap(LbMaps.TraceMap), options.PinPath, logger);
             obj.Load();
             LogLoaded(logger, path, options.PinPath);
@@ -152,6 +163,9 @@ public static partial class DatapathLoader
         }
         return moved;
     }
+
+    [LoggerMessage(EventId = 309, Level = LogLevel.Information, Message = "Map sizes (max entries; ring buffers in bytes): {Sizes}")]
+    private static partial void LogMapSizes(ILogger logger, string sizes);
 
     [LoggerMessage(EventId = 304, Level = LogLevel.Information, Message = "Moved {Count} NetworkPolicy connections from ct4 to pol_ct4 (upgrade)")]
     private static partial void LogPolicyConntrackMoved(ILogger logger, int count);

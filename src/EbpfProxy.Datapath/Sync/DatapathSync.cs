@@ -202,6 +202,8 @@ public sealed partial class DatapathSync
         try
         {
             SyncStages(trigger, full);
+            // Healthy only when every stage of the pass succeeded (a failure marks it unhealthy at once).
+            _health.Synced(now);
             _lastFailed = false;
             if (full)
             {
@@ -215,6 +217,7 @@ public sealed partial class DatapathSync
         {
             _lastFailed = true;
             _metrics.SyncErrors.Add(1);
+            _health.Failed(ex.Message);
             if (ex is BpfException { ObjectKind: "map", ObjectName: { } map })
                 _metrics.MapUpdateFailed(map);
             throw;
@@ -264,7 +267,6 @@ public sealed partial class DatapathSync
     {
         using var activity = SyncTracing.Start("sync", trigger.ToString());
         var sw = Stopwatch.StartNew();
-        var startedAt = _time.GetUtcNow();
         var pending = _metrics.PendingChanges;
         var changes = _store.TakeServiceChanges();
         var snapshot = changes.Snapshot;
@@ -287,7 +289,6 @@ public sealed partial class DatapathSync
             ("frontends", translation.State.Frontends.Count), ("errors", errors.Count));
         _metrics.MapWrites.Add(result.Writes + result.Deletes);
         _metrics.SyncSucceeded(now, pending);
-        _health.Synced(startedAt);
         HealthChecksChanged?.Invoke(translation.HealthChecks);
         _status.Update(r => r with
         {

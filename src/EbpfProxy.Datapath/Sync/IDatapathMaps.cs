@@ -29,6 +29,12 @@ public interface IDatapathMaps
     LbHostConfig ReadHostConfig();
     void WriteHostConfig(LbHostConfig config);
 
+    /// <summary>
+    /// What the service maps have room for (their max_entries; a map pinned by a predecessor keeps
+    /// its size), which the planner fits every service into whole. Null: unlimited (the planner's defaults).
+    /// </summary>
+    LbLimits? ServiceLimits { get; }
+
     /// <summary>The service maps (lb4_services, lb4_backends, lb4_reverse_nat, lb_names) in model form.</summary>
     LbState ReadServices();
 

@@ -25,6 +25,14 @@ public sealed class InMemoryDatapathMaps : IDatapathMaps
     private readonly Dictionary<uint, string> _identityNames = [];
     private readonly List<string> _writes = [];
 
+    /// <summary>
+    /// Sizes of the service maps, enforced as the kernel does: an upsert of a new key into a full
+    /// map fails with E2BIG before anything changes (overwrites and deletes always succeed). Null: unlimited.
+    /// </summary>
+    public LbLimits? Capacity { get; init; }
+
+    public LbLimits? ServiceLimits => Capacity;
+
     /// <summary>Conntrack entries (tests put flows here to see them purged).</summary>
     public Dictionary<Ct4Key, CtEntry> Conntrack { get; } = [];
 
@@ -87,7 +95,23 @@ public sealed class InMemoryDatapathMaps : IDatapathMaps
         return copy;
     });
 
-    public void Apply(LbOp op) => Write(MapOf(op), () => _services.Apply(op));
+    public void Apply(LbOp op) => Write(MapOf(op), () =>
+    {
+        if (Capacity is { } cap && Grows(op, cap))
+            throw new BpfException(7 /* E2BIG */, "map update", "map", MapOf(op));
+        _services.Apply(op);
+    });
+
+    /// <summary>Whether <paramref name="op"/> adds a key to a map that is already full.</summary>
+    private bool Grows(LbOp op, LbLimits cap) => op switch
+    {
+        LbOp.UpsertBackend b => !_services.Backends.ContainsKey(b.Id) && _services.Backends.Count >= cap.MaxBackends,
+        LbOp.UpsertRevNat r => !_services.RevNat.ContainsKey(r.Id) && _services.RevNat.Count >= cap.MaxRevNat,
+        LbOp.UpsertName n => !_services.Names.ContainsKey(n.Id) && _services.Names.Count >= cap.MaxRevNat,
+        LbOp.UpsertService s => _services.Frontends.GetValueOrDefault(s.Key)?.Service is null && _services.ServiceEntryCount >= cap.MaxServiceEntries,
+        LbOp.UpsertSlot s => !(_services.Frontends.GetValueOrDefault(s.Key)?.Slots.ContainsKey(s.Slot) ?? false) && _services.ServiceEntryCount >= cap.MaxServiceEntries,
+        _ => false,
+    };
 
     public void ApplyBatch(IReadOnlyList<LbOp> ops, int start, int end)
     {

@@ -34,6 +34,16 @@ public static class LbMapIo
         return state;
     }
 
+    /// <summary>
+    /// The service maps' capacities as the planner counts them. Rev-NAT ids run from 1 and index
+    /// lb_svc_conns (an array) as well as lb4_reverse_nat and lb_names, so the smallest of the
+    /// three, less id 0, bounds them (and 16 bits).
+    /// </summary>
+    public static LbLimits Limits(LbMaps maps) => new(
+        maps.Lb4Backends.Map.MaxEntries,
+        (ushort)Math.Min(Math.Min(maps.Lb4ReverseNat.Map.MaxEntries, maps.Names.Map.MaxEntries) - 1, ushort.MaxValue),
+        maps.Lb4Services.Map.MaxEntries);
+
     /// <summary>Performs one planned write on the real maps.</summary>
     public static void Apply(LbMaps maps, LbOp op)
     {

@@ -20,6 +20,8 @@ public sealed class PinnedDatapathMaps(LbMaps lb, PolicyMaps policy) : IDatapath
     public LbHostConfig ReadHostConfig() => Lb.HostConfig.TryLookup(0u, out var v) ? v : default;
     public void WriteHostConfig(LbHostConfig config) => Lb.HostConfig.Update(0u, config);
 
+    public LbLimits? ServiceLimits => LbMapIo.Limits(Lb);
+
     public LbState ReadServices() => LbMapIo.Read(Lb);
     public void Apply(LbOp op) => LbMapIo.Apply(Lb, op);
     public void ApplyBatch(IReadOnlyList<LbOp> ops, int start, int end) => LbMapIo.ApplyBatch(Lb, ops, start, end);

@@ -27,15 +27,17 @@ public sealed partial class ServiceStage
     private readonly LbLimits _limits;
     private readonly ILogger _logger;
     private HashSet<string> _loggedPlanErrors = new(StringComparer.Ordinal);
+    private HashSet<FrontendKey> _leftOut = [];
     private LbState? _state;
     private readonly SourceRangeStage _sourceRanges;
 
+    /// <param name="limits">What the maps have room for when <paramref name="maps"/> does not say (<see cref="IDatapathMaps.ServiceLimits"/>).</param>
     public ServiceStage(IDatapathMaps maps, LbLimits limits, ILogger logger)
     {
         Purger = new ConntrackPurger(maps, logger);
         _sourceRanges = new SourceRangeStage(maps);
         _maps = maps;
-        _limits = limits;
+        _limits = maps.ServiceLimits ?? limits;
         _logger = logger;
     }
 
@@ -70,8 +72,12 @@ public sealed partial class ServiceStage
             changed = null;
         }
 
+        // Services left out for lack of room are planned again on every pass: a deletion may have made room.
+        if (changed is not null && _leftOut.Count > 0)
+            changed = [.. changed.Union(_leftOut)];
         var planStart = sw.Elapsed;
         var plan = LbPlanner.Plan(_state, desired, _limits, changed);
+        _leftOut = [.. plan.LeftOut];
         var planTime = sw.Elapsed - planStart;
         var removals = SlotRemovals(_state, plan.Ops);
         if (plan.Ops.Count >= MinBatch)
@@ -130,14 +136,13 @@ public sealed partial class ServiceStage
                 .Where(r => !(_state.Frontends.TryGetValue(r.Key, out var fe) && fe.Service?.RevNatId == r.Removed.RevNatId && fe.Slots.ContainsValue(r.Removed.BackendId)))
                 .Select(r => r.Removed));
         }
-        // A left-out frontend stays left out pass after pass: log it when it appears, not on
-        // every pass (issue 14 item 7; `status` lists every one while it lasts).
+        // A left-out object stays left out pass after pass: one line when the set gains members,
+        // naming the new ones (at most a few), never one line per object (issue 14 items 1 and 7;
+        // `status` lists every one while it lasts).
         var current = plan.Errors.Select(e => e.ToString()).ToHashSet(StringComparer.Ordinal);
-        foreach (var e in current)
-        {
-            if (!_loggedPlanErrors.Contains(e))
-                LogPlanError(_logger, e);
-        }
+        var fresh = current.Where(e => !_loggedPlanErrors.Contains(e)).Order(StringComparer.Ordinal).ToList();
+        if (fresh.Count > 0)
+            LogPlanErrors(_logger, current.Count, fresh.Count, string.Join("; ", fresh.Take(MaxNamed)) + (fresh.Count > MaxNamed ? $"; and {fresh.Count - MaxNamed} more" : ""));
         _loggedPlanErrors = current;
         return new LbSyncResult(writes, deletes, purged, plan.Errors, sw.Elapsed) { PlanTime = planTime, WriteTime = writeTime };
     }
@@ -203,7 +208,10 @@ public sealed partial class ServiceStage
         return list;
     }
 
-    [LoggerMessage(EventId = 200, Level = LogLevel.Warning, Message = "Not programmed: {Error}")]
-    private static partial void LogPlanError(ILogger logger, string error);
+    /// <summary>Left-out objects named by the log line that reports them (all of them are in `status`).</summary>
+    private const int MaxNamed = 10;
+
+    [LoggerMessage(EventId = 200, Level = LogLevel.Warning, Message = "Not programmed: {Count} objects ({New} new; `ebpf-proxy status` lists all): {Errors}")]
+    private static partial void LogPlanErrors(ILogger logger, int count, int @new, string errors);
 
 }

@@ -64,14 +64,28 @@ internal static class RunCommand
             Description = "how the tc programs attach: auto (tcx links where the kernel has them, 6.6+, else clsact), tcx, tc (clsact filters)",
             DefaultValueFactory = _ => AttachMode.Auto,
         };
-        var ctMax = new Option<uint>("--conntrack-max") { Description = "conntrack map size", DefaultValueFactory = _ => 524288u };
-        var polCtMax = new Option<uint>("--policy-conntrack-max") { Description = "NetworkPolicy conntrack map size (connections local pods' policies admitted)", DefaultValueFactory = _ => 262144u };
+        // Map sizes (docs/datapath.md, "Map sizes"). 0 for a connection map: sized from the node's memory (MapSizing).
+        var sizeRatio = new Option<double>("--map-dynamic-size-ratio") { Description = "share of the node's memory for the connection maps whose size is not given (Cilium's --bpf-map-dynamic-size-ratio); 0: fixed defaults", DefaultValueFactory = _ => MapSizing.DefaultRatio };
+        var ctMax = new Option<uint>("--conntrack-max") { Description = "service conntrack map size, entries (a connection takes two; default: from memory)" };
+        var polCtMax = new Option<uint>("--policy-conntrack-max") { Description = "NetworkPolicy conntrack map size (connections local pods' policies admitted; default: from memory)" };
+        var masqMax = new Option<uint>("--masquerade-max") { Description = "masquerade map size, connections (default: from memory)" };
+        var sockMax = new Option<uint>("--sock-revnat-max") { Description = "host-socket reverse translation map size (default: from memory)" };
+        var affinityMax = new Option<uint>("--affinity-max") { Description = "session affinity map size, client and service pairs (default: from memory)" };
+        var servicesMax = new Option<uint>("--services-max") { Description = "services map size: a frontend takes 1 + its backends", DefaultValueFactory = _ => 262144u };
+        var backendsMax = new Option<uint>("--backends-max") { Description = "backends map size: distinct backend address, port and protocol", DefaultValueFactory = _ => 262144u };
+        var frontendsMax = new Option<uint>("--frontends-max") { Description = "frontend ids (rev-NAT map size): one per service IP and port, NodePort and LB address; at most 65536", DefaultValueFactory = _ => 65536u };
+        var srcRangesMax = new Option<uint>("--source-ranges-max") { Description = "loadBalancerSourceRanges map size: prefixes of all frontends", DefaultValueFactory = _ => 65536u };
+        var fragMax = new Option<uint>("--fragments-max") { Description = "fragment map size: fragmented datagrams in flight", DefaultValueFactory = _ => 8192u };
+        var ipcacheMax = new Option<uint>("--policy-ipcache-max") { Description = "NetworkPolicy ipcache size: pod addresses, ipBlocks and node addresses", DefaultValueFactory = _ => 262144u };
+        var polEpMax = new Option<uint>("--policy-endpoints-max") { Description = "NetworkPolicy endpoints map size: local pods", DefaultValueFactory = _ => 16384u };
+        var polRulesMax = new Option<uint>("--policy-rules-max") { Description = "NetworkPolicy rules map size: rule entries of all local pods", DefaultValueFactory = _ => 262144u };
+        var eventsBytes = new Option<uint>("--events-bytes") { Description = "size of each event ring buffer (drops, flows) in bytes (a power of two)", DefaultValueFactory = _ => 256u * 1024 };
 
         var cmd = new Command("run", "run the proxy daemon on this node")
         {
             manifests, kubeconfig, nodeName, bpffs, bpfDir, podInterfaces, netdevInterfaces, minSync, syncPeriod, serviceCidr, clusterCidr,
             masqueradeAll, masqueradeAddress, nodePortAddresses, hostServices, cgroupRoot, healthz, metrics, metricsMapInterval, ctMax, polCtMax,
-            attachMode,
+            sizeRatio, masqMax, sockMax, affinityMax, servicesMax, backendsMax, frontendsMax, srcRangesMax, fragMax, ipcacheMax, polEpMax, polRulesMax, eventsBytes, attachMode,
         };
         cmd.SetAction(async (parse, ct) =>
         {
@@ -98,6 +112,18 @@ internal static class RunCommand
                 ConntrackMax = parse.GetValue(ctMax),
                 PolicyConntrackMax = parse.GetValue(polCtMax),
                 AttachMode = parse.GetValue(attachMode),
+                MasqueradeMax = parse.GetValue(masqMax),
+                SockRevNatMax = parse.GetValue(sockMax),
+                AffinityMax = parse.GetValue(affinityMax),
+                ServicesMax = parse.GetValue(servicesMax),
+                BackendsMax = parse.GetValue(backendsMax),
+                RevNatMax = parse.GetValue(frontendsMax),
+                SourceRangesMax = parse.GetValue(srcRangesMax),
+                FragmentsMax = parse.GetValue(fragMax),
+                PolicyIpcacheMax = parse.GetValue(ipcacheMax),
+                PolicyEndpointsMax = parse.GetValue(polEpMax),
+                PolicyRulesMax = parse.GetValue(polRulesMax),
+                DropEventsBytes = parse.GetValue(eventsBytes),
             };
             try
             {
@@ -125,6 +151,7 @@ internal static class RunCommand
                     datapathOptions.MasqueradeAddress = System.Net.IPAddress.TryParse(masqText.Trim(), out var ma)
                         ? ma
                         : throw new ArgumentException($"--masquerade-address '{masqText}' is not an IP address");
+                MapSizing.Apply(datapathOptions, MapSizing.TotalMemory(), parse.GetValue(sizeRatio));
                 proxyOptions.Validate();
                 datapathOptions.Validate();
             }
@@ -133,7 +160,7 @@ internal static class RunCommand
                 await Console.Error.WriteLineAsync($"ebpf-proxy run: {ex.Message}").ConfigureAwait(false);
                 return 2;
             }
-            if (!Privileges.RequireAdmin("run"))
+            if (!Privileges.RequireLoader("run"))
                 return 1;
             return await RunDaemonAsync(proxyOptions, datapathOptions, ct).ConfigureAwait(false);
         });

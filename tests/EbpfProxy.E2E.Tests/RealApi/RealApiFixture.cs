@@ -7,7 +7,7 @@ namespace EbpfProxy.E2E.Tests.RealApi;
 /// <summary>
 /// One real control plane shared by every test of the <see cref="RealApiCollection"/> (start-up costs
 /// seconds; each test works in Kubernetes namespaces of its own). The daemon's identity is the Helm chart's:
-/// ServiceAccount, ClusterRole and binding from charts/ebpf-proxy/templates/rbac.yaml.
+/// ServiceAccount, ClusterRole and binding as the chart renders them (<see cref="Chart.HelmChart"/>).
 /// </summary>
 public sealed class RealApiFixture : IAsyncLifetime
 {
@@ -26,7 +26,7 @@ public sealed class RealApiFixture : IAsyncLifetime
         if (ControlPlaneAssets.GetSkipReason() is not null)
             return; // every test of the collection is skipped with that reason
         _cp = await ControlPlane.StartAsync();
-        await _cp.ApplyChartRbacAsync(Path.Combine(Binaries.RepoRoot, "charts", "ebpf-proxy", "templates", "rbac.yaml"), Release, ReleaseNamespace);
+        await _cp.ApplyChartRbacAsync(Chart.HelmChart.Render(), ReleaseNamespace);
         await Admin.CoreV1.CreateNodeAsync(new V1Node
         {
             Metadata = new V1ObjectMeta { Name = NodeName, Labels = new Dictionary<string, string> { ["topology.kubernetes.io/zone"] = "zone-a" } },

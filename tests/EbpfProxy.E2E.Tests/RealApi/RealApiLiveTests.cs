@@ -80,26 +80,8 @@ public sealed class RealApiLiveTests(RealApiFixture fixture, ITestOutputHelper o
         Assert.DoesNotContain($"echo-1:{RealApiScenario.OtherTargetPort}", await s.TcpRoundAsync(vip, 80, 10));
 
         // NetworkPolicy: the echo pods admit only pods labelled role=client on 9090; the client pod is one.
-        await s.Api.CoreV1.CreateNamespacedPodAsync(new V1Pod
-        {
-            Metadata = new V1ObjectMeta { Name = "client", NamespaceProperty = s.Namespace, Labels = new Dictionary<string, string> { ["role"] = "other" } },
-            Spec = new V1PodSpec { NodeName = RealApiFixture.NodeName, Containers = [new V1Container { Name = "c", Image = "c" }] },
-        }, s.Namespace);
-        await s.SetReadyAsync("client", true);
-        await s.Api.NetworkingV1.CreateNamespacedNetworkPolicyAsync(new V1NetworkPolicy
-        {
-            Metadata = new V1ObjectMeta { Name = "only-clients", NamespaceProperty = s.Namespace },
-            Spec = new V1NetworkPolicySpec
-            {
-                PodSelector = new V1LabelSelector { MatchLabels = new Dictionary<string, string> { ["app"] = "echo" } },
-                PolicyTypes = ["Ingress"],
-                Ingress = [new V1NetworkPolicyIngressRule
-                {
-                    FromProperty = [new V1NetworkPolicyPeer { PodSelector = new V1LabelSelector { MatchLabels = new Dictionary<string, string> { ["role"] = "client" } } }],
-                    Ports = [new V1NetworkPolicyPort { Port = RealApiScenario.OtherTargetPort, Protocol = "TCP" }],
-                }],
-            },
-        }, s.Namespace);
+        await s.CreateClientPodAsync(role: "other");
+        await s.CreateOnlyClientsPolicyAsync(RealApiScenario.OtherTargetPort);
         await Eventually(async () => !await ConnectsAsync(s.Client.Ns, vip, 80), "the policy isolates the echo pods from the client (role=other)");
         // The relabel that admits it.
         await s.PatchPodAsync("client", new { metadata = new { labels = new Dictionary<string, string?> { ["role"] = "client" } } });
@@ -204,7 +186,7 @@ public sealed class RealApiLiveTests(RealApiFixture fixture, ITestOutputHelper o
         Assert.Equal(["echo-1"], (await s.TcpRoundAsync(vip, 80, 10)).Distinct());
     }
 
-    private static async Task<bool> ConnectsAsync(NetNs from, IPAddress vip, int port)
+    internal static async Task<bool> ConnectsAsync(NetNs from, IPAddress vip, int port)
     {
         try
         {
@@ -218,7 +200,7 @@ public sealed class RealApiLiveTests(RealApiFixture fixture, ITestOutputHelper o
         }
     }
 
-    private static async Task Eventually(Func<Task<bool>> condition, string what)
+    internal static async Task Eventually(Func<Task<bool>> condition, string what)
     {
         var sw = Stopwatch.StartNew();
         while (true)

@@ -55,6 +55,18 @@ public sealed class RealApiScenario : IAsyncDisposable
     public DaemonProcess Daemon { get; private set; } = null!;
     public string PinPath => Path.Combine(_bpffs.Path, "ebpf-proxy");
 
+    /// <summary>The run's bpffs (the daemon's --bpffs).</summary>
+    public string BpfFsPath => _bpffs.Path;
+
+    /// <summary>The run's cgroup v2 directory (the daemon's --cgroup-root).</summary>
+    public string CgroupPath => _cgroup.Path;
+
+    /// <summary>The kubeconfig authenticating as the chart's ServiceAccount (a bound token).</summary>
+    public string Kubeconfig => _kubeconfig;
+
+    /// <summary>The node's network namespace.</summary>
+    public NetNs NodeNs => _node.Ns;
+
     /// <summary>Builds the namespaces, links the node to the API server and creates the Kubernetes namespace (no daemon yet).</summary>
     public static async Task<RealApiScenario> CreateAsync(ITestOutputHelper output, RealApiFixture fixture, int echoPods)
     {
@@ -91,12 +103,20 @@ public sealed class RealApiScenario : IAsyncDisposable
     }
 
     /// <summary>Starts `ebpf-proxy run --kubeconfig` in the node namespace; waits for its first sync unless told not to; returns that sync's line.</summary>
-    public async Task<string> StartDaemonAsync(bool waitForFirstSync = true)
-    {
-        Daemon = DaemonProcess.Start(_node.Ns, Binaries.EbpfProxy,
+    public Task<string> StartDaemonAsync(bool waitForFirstSync = true) =>
+        StartDaemonAsync(Binaries.EbpfProxy,
             ["run", "--kubeconfig", _kubeconfig, "--bpffs", _bpffs.Path, "--node-name", RealApiFixture.NodeName, "--min-sync-interval", "0",
              "--bpf-dir", Binaries.BpfDir, "--conntrack-max", "65536", "--cgroup-root", _cgroup.Path, "--cluster-cidr", "10.244.0.0/16",
-             "--nodeport-addresses", "192.168.77.0/24", "--service-cidr", ControlPlane.ServiceCidr]);
+             "--nodeport-addresses", "192.168.77.0/24", "--service-cidr", ControlPlane.ServiceCidr],
+            env: null, waitForFirstSync);
+
+    /// <summary>
+    /// Starts <paramref name="fileName"/> as the daemon in the node namespace (the chart's container run by
+    /// Chart/container-run.sh in the chart tests); waits for its first sync unless told not to.
+    /// </summary>
+    public async Task<string> StartDaemonAsync(string fileName, IEnumerable<string> args, IDictionary<string, string>? env, bool waitForFirstSync = true)
+    {
+        Daemon = DaemonProcess.Start(_node.Ns, fileName, args, env);
         if (!waitForFirstSync)
             return "";
         var m = await Daemon.WaitForOutputAsync(new Regex(@"Sync #1 .*"), TimeSpan.FromSeconds(60));
@@ -147,6 +167,34 @@ public sealed class RealApiScenario : IAsyncDisposable
     }
 
     /// <summary>Writes the pod's status as a kubelet would: Running, its address, Ready = <paramref name="ready"/>.</summary>
+    /// <summary>Registers the client pod in the API (on this node, labelled role=<paramref name="role"/>) and makes it ready.</summary>
+    public async Task CreateClientPodAsync(string role)
+    {
+        await Api.CoreV1.CreateNamespacedPodAsync(new V1Pod
+        {
+            Metadata = new V1ObjectMeta { Name = "client", NamespaceProperty = Namespace, Labels = new Dictionary<string, string> { ["role"] = role } },
+            Spec = new V1PodSpec { NodeName = RealApiFixture.NodeName, Containers = [new V1Container { Name = "c", Image = "c" }] },
+        }, Namespace);
+        await SetReadyAsync("client", true);
+    }
+
+    /// <summary>NetworkPolicy only-clients: the echo pods admit ingress from pods labelled role=client only (on <paramref name="port"/> when given).</summary>
+    public async Task CreateOnlyClientsPolicyAsync(int? port = null) =>
+        await Api.NetworkingV1.CreateNamespacedNetworkPolicyAsync(new V1NetworkPolicy
+        {
+            Metadata = new V1ObjectMeta { Name = "only-clients", NamespaceProperty = Namespace },
+            Spec = new V1NetworkPolicySpec
+            {
+                PodSelector = new V1LabelSelector { MatchLabels = new Dictionary<string, string> { ["app"] = "echo" } },
+                PolicyTypes = ["Ingress"],
+                Ingress = [new V1NetworkPolicyIngressRule
+                {
+                    FromProperty = [new V1NetworkPolicyPeer { PodSelector = new V1LabelSelector { MatchLabels = new Dictionary<string, string> { ["role"] = "client" } } }],
+                    Ports = port is { } p ? [new V1NetworkPolicyPort { Port = p, Protocol = "TCP" }] : null,
+                }],
+            },
+        }, Namespace);
+
     public async Task SetReadyAsync(string name, bool ready)
     {
         var ip = (name == "client" ? Client : Echo[name]).Ip.ToString();

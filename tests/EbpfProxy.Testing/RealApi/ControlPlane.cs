@@ -139,6 +139,8 @@ public sealed class ControlPlane : IAsyncDisposable
          "--service-account-issuer", "https://kubernetes.default.svc.cluster.local",
          "--service-account-key-file", Path.Combine(Folder, "sa.pub"), "--service-account-signing-key-file", Path.Combine(Folder, "sa.key"),
          "--service-cluster-ip-range", ServiceCidr, "--authorization-mode", "Node,RBAC",
+         // As kubeadm's API servers: the chart's optional init container is privileged.
+         "--allow-privileged=true",
          // No kubelet creates the "default" ServiceAccount's token volume: pods need no account here.
          "--disable-admission-plugins", "ServiceAccount", "--enable-priority-and-fairness=false"];
 
@@ -199,17 +201,14 @@ public sealed class ControlPlane : IAsyncDisposable
     }
 
     /// <summary>
-    /// Creates the ServiceAccount, ClusterRole and ClusterRoleBinding of the Helm chart's rbac.yaml
-    /// (<paramref name="rbacTemplate"/>, rendered with release <paramref name="release"/> in
-    /// <paramref name="ns"/>) unless they exist.
+    /// Creates the ServiceAccount, ClusterRole and ClusterRoleBinding of the rendered Helm chart
+    /// (<paramref name="renderedChart"/>: every manifest `helm template` prints; the other kinds are left out)
+    /// in <paramref name="ns"/> unless they exist.
     /// </summary>
-    public async Task ApplyChartRbacAsync(string rbacTemplate, string release, string ns)
+    public async Task ApplyChartRbacAsync(string renderedChart, string ns)
     {
-        var text = File.ReadAllText(rbacTemplate)
-            .Replace("{{ .Release.Name }}", release, StringComparison.Ordinal)
-            .Replace("{{ .Release.Namespace }}", ns, StringComparison.Ordinal);
-        if (text.Contains("{{", StringComparison.Ordinal))
-            throw new InvalidOperationException($"{rbacTemplate} uses template values this renderer does not know: {text}");
+        var text = string.Join("\n---\n", renderedChart.Split("\n---\n")
+            .Where(d => Regex.IsMatch(d, @"^kind: (ServiceAccount|ClusterRole|ClusterRoleBinding)$", RegexOptions.Multiline)));
         foreach (var o in KubernetesYaml.LoadAllFromString(text))
         {
             try
@@ -226,7 +225,7 @@ public sealed class ControlPlane : IAsyncDisposable
                         await Admin.RbacAuthorizationV1.CreateClusterRoleBindingAsync(binding);
                         break;
                     default:
-                        throw new InvalidOperationException($"{rbacTemplate}: unexpected object {o.GetType().Name}");
+                        throw new InvalidOperationException($"the chart's RBAC holds an unexpected object {o.GetType().Name}");
                 }
             }
             catch (k8s.Autorest.HttpOperationException e) when (e.Response.StatusCode == HttpStatusCode.Conflict)
