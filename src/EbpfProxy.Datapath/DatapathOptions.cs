@@ -1,5 +1,16 @@
 namespace EbpfProxy.Datapath;
 
+/// <summary>How the interface programs are attached.</summary>
+public enum AttachMode
+{
+    /// <summary>tcx links when the kernel has them (6.6+), else clsact filters.</summary>
+    Auto,
+    /// <summary>tcx links (BPF_TCX_INGRESS/EGRESS) pinned under the pin path; fails on older kernels.</summary>
+    Tcx,
+    /// <summary>Direct-action bpf filters on a clsact qdisc, ebpf-proxy's handle and priority.</summary>
+    Tc,
+}
+
 /// <summary>Where the datapath lives and how large its maps are. Validated at start-up.</summary>
 public sealed class DatapathOptions
 {
@@ -44,8 +55,15 @@ public sealed class DatapathOptions
     /// <summary>The cgroup v2 directory the socket hooks attach to; null: the cgroup2 mount's root (mounted when absent).</summary>
     public string? CgroupRoot { get; set; }
 
-    /// <summary>How often the interface list is re-scanned for new pod interfaces.</summary>
-    public TimeSpan InterfaceScanInterval { get; set; } = TimeSpan.FromSeconds(1);
+    /// <summary>
+    /// How often the interface list is re-scanned. New interfaces are attached on netlink events as
+    /// they appear; the scan is the safety net (and the only way when the netlink socket cannot be
+    /// opened, then every second).
+    /// </summary>
+    public TimeSpan InterfaceScanInterval { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>--attach-mode: how the tc programs are attached (tcx links where the kernel has them, else clsact filters).</summary>
+    public AttachMode AttachMode { get; set; } = AttachMode.Auto;
 
     /// <summary>
     /// The service CIDR (--service-cidr): inside it, an address that is no ClusterIP is dropped.

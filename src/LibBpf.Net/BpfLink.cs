@@ -11,6 +11,22 @@ public enum BpfAttachType : uint
     CgroupUdp4Recvmsg = 19,
     /// <summary>BPF_CGROUP_INET4_GETPEERNAME: the peer address getpeername() reports.</summary>
     CgroupInet4GetPeerName = 29,
+    /// <summary>BPF_TCX_INGRESS: a tc program on an interface's ingress, owned by a link (Linux 6.6+).</summary>
+    TcxIngress = 46,
+    /// <summary>BPF_TCX_EGRESS: a tc program on an interface's egress, owned by a link (Linux 6.6+).</summary>
+    TcxEgress = 47,
+}
+
+/// <summary>What the kernel tells about a link (<c>struct bpf_link_info</c>, the fields used here).</summary>
+/// <param name="Type">enum bpf_link_type (<see cref="BpfLinkInfo.TcxType"/> for tcx).</param>
+/// <param name="Id">The link's kernel id.</param>
+/// <param name="ProgramId">The attached program's id.</param>
+/// <param name="TcxIfindex">tcx links: the interface; 0 once the interface is gone (the link is then defunct).</param>
+/// <param name="TcxAttachType">tcx links: <see cref="BpfAttachType.TcxIngress"/> or <see cref="BpfAttachType.TcxEgress"/>.</param>
+public readonly record struct BpfLinkInfo(uint Type, uint Id, uint ProgramId, int TcxIfindex, BpfAttachType TcxAttachType)
+{
+    /// <summary>BPF_LINK_TYPE_TCX.</summary>
+    public const uint TcxType = 11;
 }
 
 /// <summary>
@@ -43,6 +59,32 @@ public sealed class BpfLink : IDisposable
             cgroupFd = lease.Fd;
             return new BpfLink(Interop.LibBpf.LinkCreate(program.Fd, cgroupFd, type, program.Name), program.Name);
         }
+    }
+
+    /// <summary>
+    /// Attaches a SCHED_CLS <paramref name="program"/> to <paramref name="ifindex"/> (of the calling
+    /// thread's network namespace) through a tcx link (Linux 6.6+), behind whatever tcx programs are
+    /// already there. libbpf 1.1 has no helper for it (<c>bpf_program__attach_tcx</c> came in 1.3);
+    /// <c>bpf_link_create</c> passes the ifindex as the target. Older kernels answer EINVAL.
+    /// </summary>
+    public static BpfLink AttachTcx(BpfProgram program, int ifindex, TcAttachPoint point)
+    {
+        ArgumentNullException.ThrowIfNull(program);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(ifindex);
+        var type = point switch
+        {
+            TcAttachPoint.Ingress => BpfAttachType.TcxIngress,
+            TcAttachPoint.Egress => BpfAttachType.TcxEgress,
+            _ => throw new ArgumentOutOfRangeException(nameof(point), point, "ingress or egress"),
+        };
+        return new BpfLink(Interop.LibBpf.LinkCreate(program.Fd, ifindex, type, program.Name), program.Name);
+    }
+
+    /// <summary>The kernel's information about the link (<c>bpf_obj_get_info_by_fd</c>).</summary>
+    public BpfLinkInfo GetInfo()
+    {
+        var info = Interop.LibBpf.GetLinkInfo(Fd, Name);
+        return new BpfLinkInfo(info.type, info.id, info.prog_id, (int)info.tcx_ifindex, (BpfAttachType)info.tcx_attach_type);
     }
 
     /// <summary>Opens a pinned link.</summary>

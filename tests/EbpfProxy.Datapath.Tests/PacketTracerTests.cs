@@ -36,6 +36,50 @@ public class PacketTracerTests
     }
 
     [PrivilegedFact]
+    public void ATracedPacketGoesOnThroughTheLocalBackendsToPodAndNamesTheLayerThatDropsIt()
+    {
+        // Issue 10 item 7: the chosen backend is a pod on this node whose ingress policy does not
+        // admit the client; the trace used to end at from_pod with "forward".
+        using var dp = new PodDatapath();
+        dp.Apply(PodDatapath.EchoService(["10.244.0.11"]));
+        var backend = IPAddress.Parse("10.244.0.11");
+        var client = IPAddress.Parse("10.244.0.2");
+        var policy = new Sync.PolicyStage(dp.Loaded.DatapathMaps);
+        policy.Apply(new Core.Policy.PolicyState
+        {
+            Ipcache = new Dictionary<IPNetwork, uint> { [new IPNetwork(client, 32)] = 300 },
+            Endpoints = new Dictionary<IPAddress, Core.Policy.EndpointEntry> { [backend] = new(5, 301, Core.Policy.PolicyIsolation.Ingress) },
+        });
+
+        var r = Trace(dp, "10.96.0.42", 80);
+        Assert.Equal(("forward", "service_new"), (r.Verdict, r.Reason)); // from_pod alone
+        Assert.NotNull(r.Delivery);
+        Assert.Equal((TraceHook.ToPod, backend, (ushort)8080), (r.Delivery!.Request.Hook, r.Delivery.Request.Destination, r.Delivery.Request.DestinationPort));
+        Assert.Equal(("DROP", "policy_ingress_denied"), (r.FinalVerdict, r.FinalReason));
+        Assert.Equal(["service translation", "egress policy", "ingress policy"], r.Layers.Select(l => l.Name));
+        Assert.Equal("ingress policy", r.DecidedBy?.Name);
+        Assert.Equal(PolicyVerdict.Deny, r.Delivery.Policy?.Verdict);
+        var text = TraceText.Format(r);
+        Assert.Contains("verdict   DROP (policy_ingress_denied)", text, StringComparison.Ordinal);
+        Assert.Contains("decided   by the ingress policy (to_pod of", text, StringComparison.Ordinal);
+        Assert.Empty(dp.Maps.Ct4.Entries()); // both runs left no state
+
+        // Admitted: the same path delivers, and no layer decided against it.
+        policy.Apply(new Core.Policy.PolicyState
+        {
+            Ipcache = new Dictionary<IPNetwork, uint> { [new IPNetwork(client, 32)] = 300 },
+            Endpoints = new Dictionary<IPAddress, Core.Policy.EndpointEntry> { [backend] = new(5, 301, Core.Policy.PolicyIsolation.None) },
+        });
+        var admitted = Trace(dp, "10.96.0.42", 80);
+        Assert.NotNull(admitted.Delivery);
+        Assert.Equal(("forward", "service_new"), (admitted.FinalVerdict, admitted.FinalReason));
+        Assert.Null(admitted.DecidedBy);
+
+        // A destination that is no local pod is not traced further.
+        Assert.Null(Trace(dp, "10.244.1.9", 80).Delivery);
+    }
+
+    [PrivilegedFact]
     public void RejectsAndDropsAreExplained()
     {
         using var dp = new PodDatapath("10.96.0.0/12");

@@ -164,23 +164,39 @@ public class ClusterIpTests(ITestOutputHelper output)
         Assert.EndsWith(" np-udp", reply);
     }
 
-    [PrivilegedFact]
-    public async Task CleanupRemovesExactlyWhatTheProxyCreated()
+    [PrivilegedTheory]
+    [InlineData("tc")]
+    [InlineData("tcx")]
+    public async Task CleanupRemovesExactlyWhatTheProxyCreated(string mode)
     {
-        await using var s = await ProxyScenario.StartAsync(output, 1, ["echo-1"]);
+        await using var s = await ProxyScenario.StartAsync(output, 1, ["echo-1"], ["--attach-mode", mode]);
         Assert.Single(await s.TcpRoundAsync(1));
         var veth = s.Echo["echo-1"].HostInterface;
-        Assert.Contains("from_pod", s.NodeNs.Exec("tc", "filter", "show", "dev", veth, "ingress").Stdout);
+        Assert.Equal(mode == "tc", s.NodeNs.Exec("tc", "filter", "show", "dev", veth, "ingress").Stdout.Contains("from_pod"));
+        if (mode == "tcx")
+        {
+            // Debian's bpftool 7.1 does not list tcx links: read the pinned links themselves.
+            foreach (var (point, program) in new[] { ("ingress", "from_pod"), ("egress", "to_pod") })
+            {
+                using var link = LibBpf.Net.BpfLink.OpenPinned(Path.Combine(s.PinPath, "tcx", veth, point));
+                var info = link.GetInfo();
+                using var prog = LibBpf.Net.BpfProgram.FromId(info.ProgramId);
+                Assert.Equal((s.Echo["echo-1"].HostIfIndex, program), (info.TcxIfindex, prog.GetInfo().Name));
+            }
+        }
+        var status = s.NodeNs.TryExec(Binaries.EbpfProxy, "status");
+        Assert.Matches(mode == "tcx" ? @"attach +tcx links on \d+ interfaces; new interfaces by netlink events" : @"attach +clsact filters on \d+ interfaces", status.Stdout);
         await s.Daemon.StopAsync(TimeSpan.FromSeconds(10));
 
         var result = s.NodeNs.Exec(Binaries.EbpfProxy, "cleanup", "--bpffs", s.BpfFsPath);
         output.WriteLine(result.Stdout);
-        Assert.Contains($"detached from {veth} ingress (from_pod)", result.Stdout);
-        Assert.Contains($"detached from {veth} egress (to_pod)", result.Stdout);
+        Assert.Contains($"detached from {veth} ingress (from_pod", result.Stdout);
+        Assert.Contains($"detached from {veth} egress (to_pod", result.Stdout);
         Assert.False(Directory.Exists(s.PinPath), "pins remain");
         Assert.DoesNotContain("bpf", s.NodeNs.Exec("tc", "filter", "show", "dev", veth, "ingress").Stdout);
         // The clsact qdisc stays: other tools may use it.
-        Assert.Contains("clsact", s.NodeNs.Exec("tc", "qdisc", "show", "dev", veth).Stdout);
+        if (mode == "tc")
+            Assert.Contains("clsact", s.NodeNs.Exec("tc", "qdisc", "show", "dev", veth).Stdout);
 
         // Pods still reach each other; the VIP is no longer translated.
         Assert.Equal("echo-1 direct", await TcpProbe.RequestAsync(s.Client.Ns, s.Echo["echo-1"].Ip, ProxyScenario.TargetPort, "direct", TimeSpan.FromSeconds(3)));

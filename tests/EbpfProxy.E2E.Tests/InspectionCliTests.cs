@@ -146,7 +146,7 @@ public sealed class InspectionCliTests(ITestOutputHelper output)
             foreach (var pod in new[] { s.Client, echo })
             {
                 var mine = hooks.Where(h => Is(h, "interface", pod.HostInterface)).ToList();
-                Assert.Equal(["tc-egress:to_pod", "tc-ingress:from_pod"],
+                Assert.Equal(["tcx-egress:to_pod", "tcx-ingress:from_pod"], // tcx links on this kernel (6.6+)
                     mine.Select(h => $"{h.GetProperty("hook").GetString()}:{h.GetProperty("program").GetString()}").Order(StringComparer.Ordinal));
                 Assert.All(mine, h => Assert.True(h.GetProperty("current").GetBoolean()));
             }

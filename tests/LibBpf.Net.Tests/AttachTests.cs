@@ -103,6 +103,44 @@ public class AttachTests
     }
 
     [PrivilegedFact]
+    public void Tcx_LinkSeesTraffic_OutlivesItsFdWhenPinned_AndGoesDefunctWithTheInterface()
+    {
+        using var ns = new NetNs();
+        using var fs = new TempBpfFs();
+        using BpfObject obj = TestObjects.LoadProgs();
+        BpfProgram count = obj.GetProgram("tc_count");
+        uint countId = count.GetInfo().Id;
+        var pin = Path.Combine(fs.Path, "tcx_ingress");
+        var events = new List<byte[]>();
+        using var ring = new BpfRingBuffer(obj.GetMap("events").Map, r => events.Add(r.ToArray()));
+        int veth1 = ns.Run(() =>
+        {
+            int ifindex = TestNative.IfIndex("veth1");
+            using (var link = BpfLink.AttachTcx(count, ifindex, TcAttachPoint.Ingress))
+            {
+                var info = link.GetInfo();
+                Assert.Equal((BpfLinkInfo.TcxType, countId, ifindex, BpfAttachType.TcxIngress), (info.Type, info.ProgramId, info.TcxIfindex, info.TcxAttachType));
+                link.Pin(pin);
+            }
+            // No clsact qdisc: tcx needs none.
+            Assert.DoesNotContain("clsact", ns.Exec("tc qdisc show dev veth1"));
+            TestNative.SendFrames(TestNative.IfIndex("veth0"), TestObjects.Frame(60), 2);
+            return ifindex;
+        });
+        var deadline = DateTime.UtcNow.AddSeconds(5);
+        while (events.Count < 2 && DateTime.UtcNow < deadline)
+            ring.Poll(100);
+        Assert.Equal(2, events.Count); // the pin kept it attached after the fd closed
+        Assert.All(events, e => Assert.Equal((uint)veth1, BitConverter.ToUInt32(e, 4)));
+
+        // The interface goes: the pinned link stays but is defunct (ifindex 0).
+        ns.Exec("ip link del veth1");
+        using (var pinned = BpfLink.OpenPinned(pin))
+            Assert.Equal(0, pinned.GetInfo().TcxIfindex);
+        File.Delete(pin);
+    }
+
+    [PrivilegedFact]
     public void Xdp_AttachQueryDetach()
     {
         using BpfObject obj = TestObjects.LoadProgs();

@@ -19,10 +19,18 @@ public sealed record StatusReport
     public string? PolicyWriteError { get; init; }
     /// <summary>Pods whose isolation that failed pass forced on.</summary>
     public int PolicyFailedClosed { get; init; }
+    /// <summary>How the interface programs are attached (null until the attach loop has run).</summary>
+    public AttachStatus? Attach { get; init; }
 
     /// <summary>Everything skipped or left out: what `status` counts and exits 1 for.</summary>
     public int Skipped => ServiceErrors.Count + ProgramErrors.Count + ManifestErrors.Count;
 }
+
+/// <summary>How the interface programs are attached.</summary>
+/// <param name="Mechanism">"tcx" (pinned tcx links) or "tc" (clsact filters).</param>
+/// <param name="Interfaces">Interfaces that have the programs.</param>
+/// <param name="Discovery">How new interfaces are found: "netlink events" or "polling".</param>
+public sealed record AttachStatus(string Mechanism, int Interfaces, string Discovery);
 
 /// <summary>The daemon's current <see cref="StatusReport"/>, updated by the sync loop, read by the health server.</summary>
 public sealed class ProxyStatus

@@ -5,7 +5,8 @@ namespace EbpfProxy.Datapath.Attach;
 
 /// <summary>
 /// One hook holding an ebpf-proxy program, as the kernel reports it: a tc filter with ebpf-proxy's
-/// handle and priority on an interface (<c>tc-ingress</c> / <c>tc-egress</c>), or a BPF link pinned
+/// handle and priority on an interface (<c>tc-ingress</c> / <c>tc-egress</c>), a tcx link pinned
+/// under <c>tcx/IFNAME/</c> (<c>tcx-ingress</c> / <c>tcx-egress</c>), or a BPF link pinned
 /// under <c>links/</c> (<c>link</c>: the cgroup socket hooks). <see cref="Current"/> says whether the
 /// program is the one this pin folder's daemon loaded last (its pin under <c>progs/</c>); false
 /// means an older daemon's program is still attached there.
@@ -57,6 +58,25 @@ public static class AttachmentInspector
                     continue;
                 var name = current.TryGetValue(f.ProgramId, out var pinned) ? pinned : ProgramName(f.ProgramId);
                 result.Add(new AttachedHook(itf.Name, itf.IfIndex, point == TcAttachPoint.Ingress ? "tc-ingress" : "tc-egress", name, f.ProgramId, current.ContainsKey(f.ProgramId)));
+            }
+        }
+        var tcx = Path.Combine(pinPath, InterfaceAttacher.TcxFolder);
+        if (Directory.Exists(tcx))
+        {
+            foreach (var pin in Directory.EnumerateFiles(tcx, "*", SearchOption.AllDirectories).Order(StringComparer.Ordinal))
+            {
+                try
+                {
+                    using var link = BpfLink.OpenPinned(pin);
+                    var info = link.GetInfo();
+                    if (info.TcxIfindex == 0)
+                        continue; // defunct: its interface is gone (the daemon removes such pins)
+                    var name = current.TryGetValue(info.ProgramId, out var pinned) ? pinned : ProgramName(info.ProgramId);
+                    result.Add(new AttachedHook(Path.GetFileName(Path.GetDirectoryName(pin)!), info.TcxIfindex, "tcx-" + Path.GetFileName(pin), name, info.ProgramId, current.ContainsKey(info.ProgramId)));
+                }
+                catch (BpfException)
+                {
+                }
             }
         }
         var links = Path.Combine(pinPath, HostServices.LinkFolder);

@@ -16,7 +16,7 @@ public sealed record PinNames(IReadOnlySet<string> Maps, IReadOnlySet<string> Pr
 /// <summary>
 /// Removes exactly what ebpf-proxy created and nothing else: its tc filters (its handle and
 /// priority, and only when the attached program is one of its own by name) on the interfaces of
-/// the calling thread's network namespace, and its pins. clsact qdiscs are left in place: other
+/// the calling thread's network namespace, its pinned tcx links, and its pins. clsact qdiscs are left in place: other
 /// tools may have filters on them (libbpf-bootstrap's rule: tear down only what you created).
 /// Conntrack goes with the maps, so established service connections stop being translated.
 /// </summary>
@@ -61,8 +61,56 @@ public static class Cleanup
         }
 
         if (Directory.Exists(pinPath))
+        {
+            UnpinTcx(pinPath, detached, problems);
             Unpin(pinPath, pinNames, unpinned, problems);
+        }
         return new CleanupResult(detached, unpinned, problems);
+    }
+
+    /// <summary>
+    /// Removes the pinned tcx links (PIN/tcx/IFNAME/{ingress,egress}): with its last reference
+    /// gone the kernel detaches a link. Only pins whose link runs one of our programs go.
+    /// </summary>
+    private static void UnpinTcx(string pinPath, List<string> detached, List<string> problems)
+    {
+        var root = Path.Combine(pinPath, InterfaceAttacher.TcxFolder);
+        if (!Directory.Exists(root))
+            return;
+        foreach (var dir in Directory.EnumerateDirectories(root))
+        {
+            foreach (var pin in Directory.EnumerateFiles(dir))
+            {
+                try
+                {
+                    string name;
+                    bool live;
+                    using (var link = BpfLink.OpenPinned(pin))
+                    {
+                        var info = link.GetInfo();
+                        using var prog = BpfProgram.FromId(info.ProgramId);
+                        name = prog.GetInfo().Name;
+                        live = info.TcxIfindex != 0;
+                    }
+                    if (!OurPrograms.Contains(name))
+                    {
+                        problems.Add($"{pin}: the link runs '{name}', not ours; left in place");
+                        continue;
+                    }
+                    File.Delete(pin);
+                    if (live)
+                        detached.Add($"{Path.GetFileName(dir)} {Path.GetFileName(pin)} ({name}, tcx)");
+                }
+                catch (Exception ex) when (ex is BpfException or IOException or UnauthorizedAccessException)
+                {
+                    problems.Add($"{pin}: {ex.Message}");
+                }
+            }
+            if (!Directory.EnumerateFileSystemEntries(dir).Any())
+                Directory.Delete(dir);
+        }
+        if (!Directory.EnumerateFileSystemEntries(root).Any())
+            Directory.Delete(root);
     }
 
     /// <summary>The pin names that the datapath object defines (opened, not loaded: no privilege needed).</summary>

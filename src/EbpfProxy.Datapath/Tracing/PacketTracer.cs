@@ -47,7 +47,36 @@ public sealed record TraceResult(
 {
     /// <summary>The local pod's policy decision; null when the pod has no isolation.</summary>
     public TracePolicy? Policy { get; init; }
+
+    /// <summary>
+    /// When the packet (after translation) is for a pod on this node: the same packet traced on
+    /// through that pod's to_pod, where its ingress policy is judged; null otherwise.
+    /// </summary>
+    public TraceResult? Delivery { get; init; }
+
+    /// <summary>The local pod the packet is delivered to ("namespace/name"), when <see cref="Delivery"/> is set.</summary>
+    public string? DeliveredTo { get; init; }
+
+    /// <summary>The verdict of the whole path: the delivery's when it stopped the packet at the local pod, else this hook's.</summary>
+    public string FinalVerdict => StoppedAtDelivery ? Delivery!.Verdict : Verdict;
+
+    /// <summary>The reason of the whole path, see <see cref="FinalVerdict"/>.</summary>
+    public string FinalReason => StoppedAtDelivery ? Delivery!.Reason : Reason;
+
+    private bool StoppedAtDelivery => Delivery is { } d && Verdict == "forward" && d.Verdict is not ("forward" or "redirect");
+
+    /// <summary>
+    /// The layers the packet went through, in order, each with what it did: service translation,
+    /// egress policy (the sending pod, from_pod), ingress policy (the receiving pod, to_pod).
+    /// </summary>
+    public IReadOnlyList<TraceLayer> Layers { get; init; } = [];
+
+    /// <summary>The layer that dropped or rejected the packet; null when it was delivered (or forwarded).</summary>
+    public TraceLayer? DecidedBy => Layers.FirstOrDefault(l => l.Decisive);
 }
+
+/// <summary>One layer of a traced path: what it is, the hook it ran in, what it did, and whether it stopped the packet.</summary>
+public sealed record TraceLayer(string Name, string Hook, string Outcome, bool Decisive);
 
 /// <summary>
 /// Runs the daemon's own loaded program (pinned under the pin path) on a synthetic packet with
@@ -59,22 +88,93 @@ public static class PacketTracer
 {
     private const uint TcActOk = 0, TcActShot = 2, TcActRedirect = 7;
 
+    /// <summary>
+    /// Traces the packet through the hook it enters by, and, when that forwards it to a pod on
+    /// this node (its destination, after translation, is a local pod's address), on through that
+    /// pod's to_pod with the translated packet, so the backend's ingress policy is part of the
+    /// answer ("which layer dropped my packet?").
+    /// </summary>
     public static TraceResult Run(string pinPath, TraceRequest request)
     {
-        var progName = request.Hook switch
+        var (first, output) = RunHook(pinPath, request, null);
+        TraceResult? delivery = null;
+        string? deliveredTo = null;
+        if (request.Hook is TraceHook.FromPod or TraceHook.FromNetdev && first.Verdict == "forward" && output is { Length: >= 38 })
         {
-            TraceHook.FromPod => ProgramNames.FromPod,
-            TraceHook.ToPod => ProgramNames.ToPod,
-            TraceHook.FromNetdev => ProgramNames.FromNetdev,
-            _ => ProgramNames.ToNetdev,
-        };
+            var dst = new IPAddress(output.AsSpan(30, 4));
+            if (LocalPod(pinPath, dst) is { } pod)
+            {
+                var translated = new TraceRequest(new IPAddress(output.AsSpan(26, 4)), BinaryPrimitives.ReadUInt16BigEndian(output.AsSpan(34)),
+                    dst, BinaryPrimitives.ReadUInt16BigEndian(output.AsSpan(36)), request.Protocol, TraceHook.ToPod);
+                delivery = RunHook(pinPath, translated, output).Result;
+                deliveredTo = pod;
+            }
+        }
+        var result = first with { Delivery = delivery, DeliveredTo = deliveredTo };
+        return result with { Layers = Layers(result) };
+    }
+
+    /// <summary>The local pod ("namespace/name") with this address, or null (not a pod of this node).</summary>
+    private static string? LocalPod(string pinPath, IPAddress address)
+    {
+        using var policy = PolicyMaps.OpenPinned(pinPath);
+        var key = Be32Address.FromAddress(address);
+        if (policy.EndpointNames.TryLookup(key, out var name))
+            return name.NameText();
+        return policy.Endpoints.TryLookup(key, out _) ? address.ToString() : null;
+    }
+
+    private static List<TraceLayer> Layers(TraceResult r)
+    {
+        var layers = new List<TraceLayer>();
+        var hook = HookName(r.Request.Hook);
+        bool stopped = r.Verdict != "forward" && r.Verdict != "redirect";
+        bool policyDrop = r.Reason.StartsWith("policy_", StringComparison.Ordinal);
+        if (r.Request.Hook is TraceHook.FromPod or TraceHook.FromNetdev)
+        {
+            var translation = r.Frontend is null ? "not for a service"
+                : $"{r.Service ?? r.Frontend}: " + (r.Nat ?? (r.ChosenBackend is { } b ? $"backend {b.Address}" : r.Verdict));
+            layers.Add(new TraceLayer("service translation", hook, stopped && !policyDrop ? $"{r.Verdict} ({r.Reason}); {translation}" : translation, stopped && !policyDrop));
+            if (r.Request.Hook == TraceHook.FromPod)
+                layers.Add(new TraceLayer("egress policy", hook, PolicyOutcome(r.Policy, stopped && policyDrop, r), stopped && policyDrop));
+            if (r.Delivery is { } d)
+            {
+                bool dStopped = d.Verdict != "forward" && d.Verdict != "redirect";
+                layers.Add(new TraceLayer("ingress policy", $"to_pod of {r.DeliveredTo}", PolicyOutcome(d.Policy, dStopped, d), dStopped));
+            }
+        }
+        else
+        {
+            layers.Add(new TraceLayer(r.Request.Hook == TraceHook.ToPod ? "ingress policy" : "reverse translation", hook,
+                r.Request.Hook == TraceHook.ToPod ? PolicyOutcome(r.Policy, stopped, r) : (r.Nat ?? "none"), stopped));
+        }
+        return layers;
+    }
+
+    private static string PolicyOutcome(TracePolicy? policy, bool dropped, TraceResult r) =>
+        dropped ? $"{r.Verdict} ({r.Reason})"
+        : policy is null ? "not isolated"
+        : $"{policy.Verdict} (endpoint {policy.EndpointId}, remote identity {policy.RemoteIdentity})";
+
+    private static string HookName(TraceHook hook) => hook switch
+    {
+        TraceHook.FromPod => ProgramNames.FromPod,
+        TraceHook.ToPod => ProgramNames.ToPod,
+        TraceHook.FromNetdev => ProgramNames.FromNetdev,
+        _ => ProgramNames.ToNetdev,
+    };
+
+    /// <summary>Runs one hook on the request's packet (or on <paramref name="packetIn"/>, a packet an earlier hook produced); returns the result and the packet as it left.</summary>
+    private static (TraceResult Result, byte[]? Output) RunHook(string pinPath, TraceRequest request, byte[]? packetIn)
+    {
+        var progName = HookName(request.Hook);
         var progPath = Path.Combine(pinPath, DatapathLoader.ProgramPinFolder, progName);
         if (!File.Exists(progPath))
             throw new FileNotFoundException($"no {progName} program is pinned at {progPath}: is the daemon (this version or newer) running on this node?", progPath);
         using var program = BpfProgram.OpenPinned(progPath);
         using var maps = LbMaps.OpenPinned(pinPath);
 
-        var packet = TracePacket.Build(request.Source, request.SourcePort, request.Destination, request.DestinationPort, request.Protocol);
+        var packet = packetIn ?? TracePacket.Build(request.Source, request.SourcePort, request.Destination, request.DestinationPort, request.Protocol);
         // struct __sk_buff up to and including mark: len and pkt_type must be zero, mark is ours.
         var context = new byte[12];
         BinaryPrimitives.WriteUInt32LittleEndian(context.AsSpan(8), TraceRecord.Mark);
@@ -141,8 +241,9 @@ public static class PacketTracer
         if (policy is not null)
             notes.Add(PolicyNote(policy, request));
 
-        return new TraceResult(request, verdict, ReasonInfo.Name(reason), ReasonInfo.IsDrop(reason), frontend, service, record.RevNatId,
+        var result = new TraceResult(request, verdict, ReasonInfo.Name(reason), ReasonInfo.IsDrop(reason), frontend, service, record.RevNatId,
             eligible, chosen, nat, notes) { Policy = policy };
+        return (result, run.ReturnValue == TcActOk ? output.AsSpan(0, run.DataSizeOut).ToArray() : null);
     }
 
     private static string PolicyNote(TracePolicy policy, TraceRequest request)

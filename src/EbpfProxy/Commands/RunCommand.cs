@@ -59,6 +59,11 @@ internal static class RunCommand
         var healthz = new Option<string>("--healthz-bind-address") { Description = "where /healthz and /livez are served; empty disables", DefaultValueFactory = _ => "0.0.0.0:10256" };
         var metrics = new Option<string>("--metrics-bind-address") { Description = "where /metrics (Prometheus text format) is served; empty disables", DefaultValueFactory = _ => "0.0.0.0:10249" };
         var metricsMapInterval = new Option<double>("--metrics-map-interval") { Description = "seconds between walks of the pinned maps for their fill (scrapes serve the last walk)", DefaultValueFactory = _ => 30 };
+        var attachMode = new Option<AttachMode>("--attach-mode")
+        {
+            Description = "how the tc programs attach: auto (tcx links where the kernel has them, 6.6+, else clsact), tcx, tc (clsact filters)",
+            DefaultValueFactory = _ => AttachMode.Auto,
+        };
         // Map sizes (docs/datapath.md, "Map sizes"). 0 for a connection map: sized from the node's memory (MapSizing).
         var sizeRatio = new Option<double>("--map-dynamic-size-ratio") { Description = "share of the node's memory for the connection maps whose size is not given (Cilium's --bpf-map-dynamic-size-ratio); 0: fixed defaults", DefaultValueFactory = _ => MapSizing.DefaultRatio };
         var ctMax = new Option<uint>("--conntrack-max") { Description = "service conntrack map size, entries (a connection takes two; default: from memory)" };
@@ -80,7 +85,7 @@ internal static class RunCommand
         {
             manifests, kubeconfig, nodeName, bpffs, bpfDir, podInterfaces, netdevInterfaces, minSync, syncPeriod, serviceCidr, clusterCidr,
             masqueradeAll, masqueradeAddress, nodePortAddresses, hostServices, cgroupRoot, healthz, metrics, metricsMapInterval, ctMax, polCtMax,
-            sizeRatio, masqMax, sockMax, affinityMax, servicesMax, backendsMax, frontendsMax, srcRangesMax, fragMax, ipcacheMax, polEpMax, polRulesMax, eventsBytes,
+            sizeRatio, masqMax, sockMax, affinityMax, servicesMax, backendsMax, frontendsMax, srcRangesMax, fragMax, ipcacheMax, polEpMax, polRulesMax, eventsBytes, attachMode,
         };
         cmd.SetAction(async (parse, ct) =>
         {
@@ -106,6 +111,7 @@ internal static class RunCommand
                 CgroupRoot = parse.GetValue(cgroupRoot),
                 ConntrackMax = parse.GetValue(ctMax),
                 PolicyConntrackMax = parse.GetValue(polCtMax),
+                AttachMode = parse.GetValue(attachMode),
                 MasqueradeMax = parse.GetValue(masqMax),
                 SockRevNatMax = parse.GetValue(sockMax),
                 AffinityMax = parse.GetValue(affinityMax),

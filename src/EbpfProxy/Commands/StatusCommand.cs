@@ -142,6 +142,16 @@ internal static class StatusCommand
             sb.Append($"  left out   {e.GetString()}\n");
         foreach (var e in Array(s, "manifestErrors"))
             sb.Append($"  manifest   {e.GetString()}\n");
+        if (s.TryGetProperty("attach", out var attach) && attach.ValueKind == JsonValueKind.Object)
+        {
+            var mechanism = attach.GetProperty("mechanism").GetString() switch
+            {
+                "tc" => "clsact filters",
+                "tcx" => "tcx links",
+                var other => other,
+            };
+            sb.Append($"attach       {mechanism} on {attach.GetProperty("interfaces").GetInt32()} interfaces; new interfaces by {attach.GetProperty("discovery").GetString()}\n");
+        }
         sb.Append($"policy       {s.GetProperty("isolatedPods").GetInt32()} isolated local pods, {s.GetProperty("policyRules").GetInt32()} rules, {s.GetProperty("policyErrors").GetArrayLength()} errors\n");
         foreach (var e in s.GetProperty("policyErrors").EnumerateArray())
             sb.Append($"  FAILS CLOSED  {e.GetString()}\n");

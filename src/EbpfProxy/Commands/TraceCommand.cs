@@ -42,7 +42,7 @@ internal static class TraceCommand
             var result = PinnedMaps.Ready(parse.GetValue(bpffs)!, "trace") ? Run(parse.GetValue(bpffs)!, request) : null;
             if (result is null)
                 return 1;
-            Console.Write(parse.GetValue(output) == "json" ? JsonSerializer.Serialize(result, JsonOptions) + "\n" : Format(result));
+            Console.Write(parse.GetValue(output) == "json" ? JsonSerializer.Serialize(result, JsonOptions) + "\n" : TraceText.Format(result));
             return 0;
         });
         return cmd;
@@ -73,39 +73,6 @@ internal static class TraceCommand
             return ushort.TryParse(parts[1], out port) && port != 0;
         return parts.Length == 1 && defaultPort is not null;
     }
-
-    internal static string Format(TraceResult r)
-    {
-        var q = r.Request;
-        var sb = new StringBuilder();
-        sb.Append($"packet    {q.Source}:{q.SourcePort} -> {q.Destination}:{q.DestinationPort} {q.Protocol.ToString().ToUpperInvariant()} ({HookText(q.Hook)})\n");
-        sb.Append(r.Frontend is null ? "frontend  none\n" : $"frontend  {r.Frontend}  service {r.Service ?? "?"}  rev-NAT {r.RevNatId}\n");
-        if (r.EligibleBackends.Count > 0)
-        {
-            var active = r.EligibleBackends.Where(b => !b.Fallback).ToList();
-            var fallback = r.EligibleBackends.Where(b => b.Fallback).ToList();
-            sb.Append($"backends  {active.Count} active: {string.Join(", ", active.Select(b => b.Address))}\n");
-            if (fallback.Count > 0)
-                sb.Append($"          {fallback.Count} fallback (used only with no active one): {string.Join(", ", fallback.Select(b => b.Address))}\n");
-        }
-        if (r.ChosenBackend is { } c)
-            sb.Append($"chosen    {c.Address} (backend {c.Id})\n");
-        sb.Append($"nat       {r.Nat ?? "none"}\n");
-        if (r.Policy is { } policy)
-            sb.Append($"policy    endpoint {policy.EndpointId}, remote identity {policy.RemoteIdentity}: {policy.Verdict}\n");
-        sb.Append($"verdict   {r.Verdict} ({r.Reason})\n");
-        foreach (var n in r.Notes)
-            sb.Append($"note      {n}\n");
-        return sb.ToString();
-    }
-
-    private static string HookText(TraceHook hook) => hook switch
-    {
-        TraceHook.FromPod => "sent by a pod: from_pod",
-        TraceHook.ToPod => "delivered to a pod: to_pod",
-        TraceHook.FromNetdev => "arriving on a node device: from_netdev",
-        _ => "leaving on a node device: to_netdev",
-    };
 
     private sealed class IPAddressJsonConverter : System.Text.Json.Serialization.JsonConverter<IPAddress>
     {

@@ -44,7 +44,7 @@ public sealed partial class ProxyService(ClusterStore store, ProxyOptions option
             {
                 HealthChecksChanged = healthChecks.Update,
             };
-            var attach = new AttachLoop(datapath, datapathOptions, time, loggers).RunAsync(sync.FirstSync, stoppingToken);
+            var attach = new AttachLoop(datapath, datapathOptions, time, loggers, status).RunAsync(sync.FirstSync, stoppingToken);
             await sync.RunAsync(stoppingToken).ConfigureAwait(false);
             try
             {

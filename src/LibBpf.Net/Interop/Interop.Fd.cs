@@ -125,6 +125,31 @@ internal static partial class Interop
             return info;
         }
 
+        /// <summary>
+        /// The head of <c>struct bpf_link_info</c>: type, id, prog_id, then the per-type union at
+        /// offset 16 (8-byte aligned); for tcx links (Linux 6.6+) it starts with ifindex, attach_type.
+        /// The kernel fills only what it has and accepts a shorter buffer than its struct.
+        /// </summary>
+        [StructLayout(LayoutKind.Sequential)]
+        internal struct BpfLinkInfoHead
+        {
+            public uint type;
+            public uint id;
+            public uint prog_id;
+            public uint pad;
+            public uint tcx_ifindex;
+            public uint tcx_attach_type;
+            public ulong reserved0;
+            public ulong reserved1;
+        }
+
+        internal static BpfLinkInfoHead GetLinkInfo(SafeBpfFdHandle fd, string? name)
+        {
+            BpfLinkInfoHead info = default;
+            GetInfo(fd, &info, (uint)sizeof(BpfLinkInfoHead), "link", name);
+            return info;
+        }
+
         private static void GetInfo(SafeBpfFdHandle fd, void* info, uint size, string kind, string? name)
         {
             int rc;

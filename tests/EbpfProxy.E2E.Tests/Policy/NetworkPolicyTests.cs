@@ -1,3 +1,4 @@
+using System.Net;
 using System.Text.Json;
 using System.Text.RegularExpressions;
 using EbpfProxy.Testing;
@@ -73,6 +74,80 @@ public sealed class NetworkPolicyTests(ITestOutputHelper output)
         m.WritePolicies();
         await m.ExpectAsync(All, Probe.Tcp80);
         await m.ExpectAsync(All, Probe.Udp80);
+    }
+
+    [PrivilegedFact]
+    public async Task APodInterfaceCreatedWhileTheDaemonRunsIsJudgedFromItsFirstPacket()
+    {
+        // Issue 10 item 5: interfaces were found by a scan every second, so a new pod's first
+        // packets passed unjudged. The daemon now attaches on the kernel's RTM_NEWLINK, before
+        // the CNI has addressed the veth or brought it up.
+        await using var m = await PolicyModel.StartAsync(output);
+        var ip = IPAddress.Parse("10.244.0.50");
+        m.WritePolicies(Policy("x", "deny-ingress", """
+            podSelector: {}
+            policyTypes: [Ingress]
+            """));
+        m.DeclarePendingPod("x", "d", ip);
+        await m.Daemon.WaitForOutputAsync(new Regex(@"Policy sync: .* 4 isolated local pods"), TimeSpan.FromSeconds(30));
+
+        var pod = m.CreatePodInterface("xd", ip, "x/d");
+        // The first datagram from a peer the policy does not admit, sent as soon as the pod is up.
+        await Assert.ThrowsAsync<ProbeFailedException>(() => UdpProbe.RequestAsync(m["y/c"].Ns, ip, 80, "first", TimeSpan.FromSeconds(1)));
+
+        // It was the policy that dropped it (not a veth still coming up): the kernel reported the drop.
+        var seen = await Cmd.TryRunAsync(Binaries.EbpfProxy, ["observe", "--bpffs", m.BpfFsPath, "--duration", "1", "-o", "json"], TimeSpan.FromSeconds(20));
+        var drops = seen.Stdout.Split('\n').Where(l => l.Contains($"\"destination\":\"{ip}:80\"", StringComparison.Ordinal)).ToList();
+        output.WriteLine($"observe: {string.Join(" | ", drops)}");
+        Assert.Contains(drops, l => l.Contains($"\"source\":\"{m["y/c"].Ip}:", StringComparison.Ordinal) && l.Contains("\"reason\":\"policy_ingress_denied\"", StringComparison.Ordinal));
+        Assert.Contains($"Attached the pod programs to {pod.HostInterface}", m.Daemon.FormatOutput(), StringComparison.Ordinal);
+
+        // Without the policy the same peer reaches the pod: the path itself works.
+        m.WritePolicies();
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(15);
+        while (true)
+        {
+            try
+            {
+                Assert.Equal("x/d again", (await UdpProbe.RequestAsync(m["y/c"].Ns, ip, 80, "again", TimeSpan.FromSeconds(1))).Reply);
+                break;
+            }
+            catch (ProbeFailedException) when (DateTime.UtcNow < deadline)
+            {
+            }
+        }
+    }
+
+    [PrivilegedFact]
+    public async Task FragmentsToAnIsolatedPodFromAPeerItDoesNotAdmitAreDroppedAndCounted()
+    {
+        // Issue 10 item 1: a 4 KB UDP datagram leaves y/c in three fragments (1500-byte MTU); the
+        // later fragments carry no ports and used to reach an isolated pod unjudged.
+        await using var m = await PolicyModel.StartAsync(output);
+        var payload = new string('f', 4000);
+        var (reply, _) = await UdpProbe.RequestAsync(m["y/c"].Ns, m["x/c"].Ip, 80, payload, TimeSpan.FromSeconds(3));
+        Assert.Equal($"x/c {payload}", reply); // not isolated: the fragments are reassembled and answered
+
+        m.WritePolicies(Policy("x", "deny-ingress", """
+            podSelector: {}
+            policyTypes: [Ingress]
+            """));
+        await m.ExpectAsync((f, t) => t.Namespace != "x", Probe.Udp80);
+        long before = Dropped(m);
+        await Assert.ThrowsAsync<ProbeFailedException>(() => UdpProbe.RequestAsync(m["y/c"].Ns, m["x/c"].Ip, 80, payload, TimeSpan.FromSeconds(1)));
+        long dropped = Dropped(m) - before;
+        output.WriteLine($"policy drops counted for one fragmented datagram: {dropped}");
+        Assert.True(dropped >= 3, $"only {dropped} of the datagram's 3 fragments were dropped by policy");
+    }
+
+    /// <summary>Packets the policy dropped at a pod's ingress, fragments included, from the kernel's counters.</summary>
+    private static long Dropped(PolicyModel m)
+    {
+        var json = Cmd.Run(Binaries.EbpfProxy, "metrics", "--bpffs", m.BpfFsPath, "-o", "json", "--all").Stdout;
+        using var doc = JsonDocument.Parse(json);
+        return doc.RootElement.EnumerateArray()
+            .Where(r => r.GetProperty("reason").GetString() is "policy_ingress_denied" or "fragment_without_first")
+            .Sum(r => r.GetProperty("packets").GetInt64());
     }
 
     [PrivilegedFact]

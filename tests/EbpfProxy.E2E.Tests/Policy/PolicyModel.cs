@@ -153,6 +153,27 @@ public sealed class PolicyModel : IAsyncDisposable
         WriteCluster();
     }
 
+    /// <summary>
+    /// Declares a pod in the manifests (on this node, with its address, labels pod=NAME) whose
+    /// interface does not exist yet: the API knows it before the CNI has run.
+    /// </summary>
+    public void DeclarePendingPod(string ns, string name, IPAddress ip) =>
+        WriteAtomically($"pending-{ns}-{name}.yaml", $$$"""
+            apiVersion: v1
+            kind: Pod
+            metadata: {name: {{{name}}}, namespace: {{{ns}}}, labels: {pod: {{{name}}}}}
+            spec: {nodeName: node, containers: [{name: serve, image: agnhost}]}
+            status: {phase: Running, podIP: {{{ip}}}, conditions: [{type: Ready, status: "True"}]}
+            """);
+
+    /// <summary>Creates a pod's namespace and veth now, as a CNI would while the daemon runs, with a UDP echo on port 80.</summary>
+    public Pod CreatePodInterface(string name, IPAddress ip, string identity)
+    {
+        var pod = _node.AddPod(name, ip);
+        _servers.Add(EchoServer.StartUdp(pod.Ns, pod.Ip, 80, identity));
+        return pod;
+    }
+
     /// <summary>Replaces every NetworkPolicy with these YAML documents.</summary>
     public void WritePolicies(params string[] policies) =>
         WriteAtomically("policies.yaml", string.Join("\n---\n", policies));
