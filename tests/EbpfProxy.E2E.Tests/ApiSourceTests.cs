@@ -126,7 +126,9 @@ public class ApiSourceTests(ITestOutputHelper output)
         s.Api.SetDown(false);
         await s.Daemon.WaitForOutputAsync(new System.Text.RegularExpressions.Regex("Sync #1 "), TimeSpan.FromSeconds(30));
         await s.WaitForMapBackendsAsync(["echo-1", "echo-2"], TimeSpan.FromSeconds(5));
-        Assert.Equal(200, (await s.GetHealthAsync()).Status);
+        // Healthy once the whole first pass is done: "Sync #1" is logged after the service stage,
+        // /healthz turns 200 after the policy stage that follows it.
+        Assert.Equal(200, (await Eventually(() => s.GetHealthAsync(), r => r.Status == 200)).Status);
         Assert.Equal(200, (await s.GetHealthAsync("/livez")).Status);
         await s.WaitForAttachmentsAsync(3);
         using var held = await TcpProbe.ConnectAsync(s.Client.Ns, ProxyScenario.Vip, ProxyScenario.ServicePort, TimeSpan.FromSeconds(3));
