@@ -1,6 +1,5 @@
 using System.CommandLine;
 using System.Text;
-using System.Reflection;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using EbpfProxy.Datapath.Attach;
@@ -70,7 +69,7 @@ internal static class StatusCommand
             return new JsonObject
             {
                 ["daemon"] = "not answering",
-                ["version"] = Version,
+                ["version"] = Daemon.DaemonTelemetry.Version,
                 ["maps"] = JsonSerializer.SerializeToNode(maps, Json),
                 ["attachments"] = JsonSerializer.SerializeToNode(AttachmentInspector.Read(pinPath), Json),
             };
@@ -81,10 +80,6 @@ internal static class StatusCommand
             return null;
         }
     }
-
-    /// <summary>This binary's version (the daemon reports its own in /status).</summary>
-    internal static string Version { get; } =
-        typeof(StatusCommand).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion ?? "unknown";
 
     private static string FormatLocal(JsonObject local)
     {
